@@ -1,0 +1,236 @@
+//! `jamd`: the jam time server. Flags → config → logging → bind → serve until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use jam::clock::{self, LocalClock, SystemClock};
+use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_size};
+use jam::logging::{self, LogFormat};
+use jam::{Server, listener};
+use jiff::tz::TimeZone;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// jamd: a TCP time server. Send `TIME` (CR LF), get `JAM hh:mm:ss`; `QUIT` ends the session.
+///
+/// Try it: `nc localhost 45000`, then type TIME.
+#[derive(Debug, Parser)]
+#[command(name = "jamd", version, about, long_about = None)]
+struct Args {
+    /// Address to listen on (repeatable): 127.0.0.1:45000, [::1]:45000, :45000.
+    /// [default: [::]:PORT, dual-stack; 0.0.0.0:PORT where IPv6 is unavailable]
+    #[arg(
+        short,
+        long = "listen",
+        value_name = "ADDR",
+        env = "JAMD_LISTEN",
+        value_delimiter = ','
+    )]
+    listen: Vec<String>,
+
+    /// Port for the default listener (ignored with --listen).
+    #[arg(short, long, value_name = "PORT", env = "JAMD_PORT", default_value_t = config::DEFAULT_PORT)]
+    port: u16,
+
+    /// Report UTC instead of the local time zone.
+    #[arg(long, env = "JAMD_UTC", conflicts_with = "tz")]
+    utc: bool,
+
+    /// Report time in this IANA zone (e.g. Asia/Jakarta) [default: TZ, then /etc/localtime].
+    #[arg(long, value_name = "ZONE", env = "JAMD_TZ")]
+    tz: Option<String>,
+
+    /// Longest request line in bytes, not counting the line end; longer lines get
+    /// `ERR line too long` and the connection is closed.
+    #[arg(long, value_name = "BYTES", env = "JAMD_MAX_LINE", default_value = "1024", value_parser = parse_size)]
+    max_line: usize,
+
+    /// Most concurrent connections; more get `ERR server busy` and are closed.
+    /// [default: the open-file limit minus headroom]
+    #[arg(long, value_name = "N", env = "JAMD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+
+    /// Close a connection with no complete request for this long (0 = never).
+    #[arg(long, value_name = "DURATION", env = "JAMD_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// A started line must be completed within this time (0 = no limit).
+    #[arg(long, value_name = "DURATION", env = "JAMD_LINE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    line_timeout: Duration,
+
+    /// Close a connection whose replies make no progress for this long (0 = never).
+    #[arg(long, value_name = "DURATION", env = "JAMD_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    write_timeout: Duration,
+
+    /// Stop reading from a client once this many reply bytes wait to be sent to it.
+    #[arg(long, value_name = "BYTES", env = "JAMD_MAX_OUTPUT", default_value = "64KiB", value_parser = parse_size)]
+    max_output: usize,
+
+    /// On SIGINT/SIGTERM, wait at most this long for connections to finish.
+    #[arg(long, value_name = "DURATION", env = "JAMD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+
+    /// Worker threads [default: one per CPU].
+    #[arg(long, value_name = "N", env = "JAMD_THREADS")]
+    threads: Option<usize>,
+
+    /// Log level or filter directives (error, warn, info, debug, trace) [default: RUST_LOG, then info].
+    #[arg(long, value_name = "LEVEL", env = "JAMD_LOG_LEVEL")]
+    log_level: Option<String>,
+
+    /// Log format.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        env = "JAMD_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
+    /// Log only warnings and errors.
+    #[arg(short, long, conflicts_with = "log_level")]
+    quiet: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jamd: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let default_level = if args.quiet { "warn" } else { "info" };
+    let _log_guard = logging::init(args.log_format, args.log_level.as_deref(), default_level)?;
+
+    if args.max_line == 0 {
+        anyhow::bail!("--max-line must be at least 1 byte");
+    }
+    if args.max_output == 0 {
+        anyhow::bail!("--max-output must be at least 1 byte");
+    }
+    let open_files = match config::raise_open_file_limit() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit");
+            None
+        }
+    };
+    let derived = open_files.map_or(10_000, config::connections_for_open_files);
+    let max_connections = args.max_connections.unwrap_or(derived);
+    if max_connections > derived {
+        warn!(
+            max_connections,
+            open_files,
+            "--max-connections exceeds what the open-file limit allows; accepts will pause when descriptors run out"
+        );
+    }
+    let config = ServerConfig {
+        max_line: args.max_line,
+        max_connections,
+        idle_timeout: args.idle_timeout,
+        line_timeout: args.line_timeout,
+        write_timeout: args.write_timeout,
+        max_output: args.max_output,
+        shutdown_grace: args.shutdown_grace,
+        ..ServerConfig::default()
+    };
+    let zone = if args.utc {
+        TimeZone::UTC
+    } else if let Some(name) = &args.tz {
+        clock::zone_by_name(name)?
+    } else {
+        TimeZone::try_system().unwrap_or_else(|e| {
+            warn!(error = %e, "cannot determine the local time zone; using UTC");
+            TimeZone::UTC
+        })
+    };
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .thread_name("jamd-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args.listen, args.port, config, zone))
+}
+
+async fn serve(
+    listen: Vec<String>,
+    port: u16,
+    config: ServerConfig,
+    zone: TimeZone,
+) -> anyhow::Result<()> {
+    let std_listeners = if listen.is_empty() {
+        listener::bind_default(port)?
+    } else {
+        listener::bind_all(&listen)?
+    };
+    let listeners = std_listeners
+        .into_iter()
+        .map(tokio::net::TcpListener::from_std)
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot register the listener")?;
+    let clock = LocalClock::new(Arc::new(SystemClock), zone);
+    let zone_name = clock::zone_name(clock.zone());
+    let grace = config.shutdown_grace;
+    let server = Server::new(listeners, config.clone(), clock);
+    let addrs = server
+        .local_addrs()?
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        zone = %zone_name,
+        max_connections = config.max_connections,
+        max_line = config.max_line,
+        idle_timeout = %format_duration(config.idle_timeout),
+        line_timeout = %format_duration(config.line_timeout),
+        write_timeout = %format_duration(config.write_timeout),
+        max_output = config.max_output,
+        "jamd listening on {addrs}"
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let server = tokio::spawn(server.run(shutdown.clone()));
+    let first = tokio::select! {
+        _ = sigint.recv() => "SIGINT",
+        _ = sigterm.recv() => "SIGTERM",
+    };
+    info!(
+        signal = first,
+        grace = %format_duration(grace),
+        "shutting down; a second signal exits at once"
+    );
+    shutdown.cancel();
+    tokio::select! {
+        stats = server => {
+            let stats = stats.context("the server task failed")?;
+            info!(served = stats.accepted, rejected = stats.rejected, "jamd stopped");
+            Ok(())
+        }
+        _ = sigint.recv() => exit_now("SIGINT", 130),
+        _ = sigterm.recv() => exit_now("SIGTERM", 143),
+    }
+}
+
+fn exit_now(signal: &str, code: i32) -> ! {
+    // The logging thread may not get to print this; stderr directly is the reliable path.
+    eprintln!("jamd: second {signal}; exiting now");
+    std::process::exit(code)
+}

@@ -1,0 +1,171 @@
+//! Every limit of the server, with its default, and the parsers for the values users type.
+
+use std::time::Duration;
+
+/// Default TCP port.
+pub const DEFAULT_PORT: u16 = 45000;
+
+/// Descriptors kept free for listeners, logs and busy replies when the connection limit is derived
+/// from the open-file limit.
+const MAX_HEADROOM: u64 = 256;
+
+/// The server's limits. `Duration::ZERO` turns a timeout off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Longest request line, in bytes, not counting its line end.
+    pub max_line: usize,
+    /// Most concurrent sessions; further connections get `ERR server busy`.
+    pub max_connections: usize,
+    /// Close a session with no complete request for this long.
+    pub idle_timeout: Duration,
+    /// A partial line must be completed within this time of its first byte.
+    pub line_timeout: Duration,
+    /// Close a session whose pending output makes no progress for this long.
+    pub write_timeout: Duration,
+    /// Stop reading from a client once this many reply bytes wait to be sent to it.
+    pub max_output: usize,
+    /// On shutdown, how long to wait for sessions to finish.
+    pub shutdown_grace: Duration,
+    /// After the server closes its side, how long to keep reading (and discarding) so that late
+    /// client bytes do not turn the close into a reset that destroys replies in flight.
+    pub linger: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_line: 1024,
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(300),
+            line_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_output: 64 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Most bytes discarded while lingering after a close.
+pub const LINGER_MAX_BYTES: usize = 64 * 1024;
+
+/// The connection limit that fits in `open_files` descriptors, keeping some free.
+pub fn connections_for_open_files(open_files: u64) -> usize {
+    let headroom = (open_files / 8).clamp(16, MAX_HEADROOM);
+    usize::try_from(open_files.saturating_sub(headroom).max(1)).unwrap_or(usize::MAX)
+}
+
+/// Raises the soft open-file limit to the hard limit and returns the limit now in force.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+    if soft < hard {
+        rlimit::Resource::NOFILE.set(hard, hard)?;
+    }
+    Ok(rlimit::Resource::NOFILE.get()?.0)
+}
+
+/// An error in a value given on the command line or in the environment.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(String);
+
+/// Parses a duration: `30s`, `5m`, `1h30m`, `250ms`, or a bare number of seconds. `0` means off.
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let signed: jiff::SignedDuration = s.parse().map_err(|_| {
+        ValueError(format!(
+            "invalid duration {s:?}: use a number of seconds or units, e.g. 30s, 5m, 1h, 250ms"
+        ))
+    })?;
+    Duration::try_from(signed)
+        .map_err(|_| ValueError(format!("duration {s:?} must not be negative")))
+}
+
+/// Parses a size in bytes: `1024`, `64KiB`, `1MiB` (also `k`/`KB`/`m`/`MB`, as binary units).
+pub fn parse_size(s: &str) -> Result<usize, ValueError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let invalid = || {
+        ValueError(format!(
+            "invalid size {s:?}: use bytes or units, e.g. 1024, 64KiB, 1MiB"
+        ))
+    };
+    let n: usize = digits.parse().map_err(|_| invalid())?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(scale).ok_or_else(invalid)
+}
+
+/// Formats a duration the way users type it (`5m`, `30s`, `off`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "off".to_string();
+    }
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0").ok(), Some(Duration::ZERO));
+        assert_eq!(parse_duration("5m").ok(), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("1h30m").ok(),
+            Some(Duration::from_secs(5400))
+        );
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024").ok(), Some(1024));
+        assert_eq!(parse_size("64KiB").ok(), Some(65536));
+        assert_eq!(parse_size("64k").ok(), Some(65536));
+        assert_eq!(parse_size("1MiB").ok(), Some(1 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_typed() {
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::ZERO), "off");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn connection_limit_leaves_headroom() {
+        assert_eq!(connections_for_open_files(20_000), 20_000 - 256);
+        assert_eq!(connections_for_open_files(1024), 1024 - 128);
+        assert_eq!(connections_for_open_files(64), 48);
+        assert_eq!(connections_for_open_files(0), 1);
+    }
+}

@@ -1,0 +1,522 @@
+//! One client's session: read, answer in order, enforce the deadlines and the output cap, and close
+//! without losing a reply.
+//!
+//! An idle session owns no buffers: reads go into a per-thread scratch buffer, replies are built in
+//! a per-thread scratch buffer and written at once. Only what a client leaves unfinished (part of a
+//! line, replies it is not reading, input read while its replies are backed up) is copied into the
+//! session, and that is bounded by the line cap, the output cap and one read.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Read as _};
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::codec::{Decoder, Frame, IAC, Remainder, TelnetCommand, telnet};
+use crate::config::{LINGER_MAX_BYTES, ServerConfig};
+use crate::protocol::{self, ErrorReply, Request};
+use crate::server::Shared;
+
+/// Bytes taken from the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A deadline far enough away to mean "never" (tokio caps timers at about two years).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent `QUIT` (or telnet end-of-file).
+    Quit,
+    /// The client closed its side of the connection.
+    ClientClosed,
+    /// No complete request within the idle timeout.
+    IdleTimeout,
+    /// A partial line was not completed within the line timeout.
+    LineTimeout,
+    /// A line exceeded the maximum length.
+    LineTooLong,
+    /// The client stopped reading and pending replies made no progress within the write timeout.
+    WriteTimeout,
+    /// The client sent an HTTP request.
+    NotHttp,
+    /// The server is shutting down.
+    Shutdown,
+    /// The connection was reset or broken by the peer.
+    Reset,
+    /// Another I/O error.
+    Error(io::ErrorKind),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            CloseReason::Quit => "quit",
+            CloseReason::ClientClosed => "client closed",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::LineTimeout => "line timeout",
+            CloseReason::LineTooLong => "line too long",
+            CloseReason::WriteTimeout => "write timeout",
+            CloseReason::NotHttp => "http request",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Reset => "connection reset",
+            CloseReason::Error(kind) => return write!(f, "i/o error: {kind}"),
+        };
+        f.write_str(text)
+    }
+}
+
+impl CloseReason {
+    fn from_error(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => CloseReason::Reset,
+            kind => CloseReason::Error(kind),
+        }
+    }
+
+    /// Whether the server still owes the client its pending output and an orderly close.
+    fn closes_gracefully(self) -> bool {
+        !matches!(
+            self,
+            CloseReason::WriteTimeout | CloseReason::Reset | CloseReason::Error(_)
+        )
+    }
+}
+
+struct Scratch {
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        input: vec![0; READ_CHUNK],
+        output: Vec::with_capacity(READ_CHUNK),
+    });
+}
+
+/// Serves one accepted connection to its end and logs how it ended.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let opened = Instant::now();
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(conn = id, %peer, error = %e, "could not set TCP_NODELAY");
+    }
+    info!(conn = id, %peer, "connection opened");
+    let mut session = Session::new(id, peer, &shared.config, opened);
+    let reason = session.run(&stream, &shared, &shutdown).await;
+    let reason = session.close(&stream, &shared.config, reason).await;
+    info!(
+        conn = id,
+        %peer,
+        requests = session.requests,
+        duration_ms = opened.elapsed().as_millis() as u64,
+        reason = %reason,
+        "connection closed"
+    );
+}
+
+enum Read {
+    /// Bytes were read and handled.
+    Data,
+    /// Nothing to read right now.
+    WouldBlock,
+}
+
+struct Session {
+    id: u64,
+    peer: SocketAddr,
+    decoder: Decoder,
+    /// Replies not yet accepted by the socket.
+    out: Vec<u8>,
+    /// Input read but not yet handled, because `out` reached the output cap.
+    held: Vec<u8>,
+    requests: u64,
+    last_request: Instant,
+    line_started: Option<Instant>,
+    /// When pending output last made progress (or became pending).
+    write_progress: Instant,
+    /// A deadline may have moved earlier: re-arm the timer.
+    rearm: bool,
+    /// Set when a request or event ends the session.
+    ending: Option<CloseReason>,
+    /// The client closed its side: no lingering needed.
+    peer_closed: bool,
+}
+
+impl Session {
+    fn new(id: u64, peer: SocketAddr, config: &ServerConfig, now: Instant) -> Self {
+        Session {
+            id,
+            peer,
+            decoder: Decoder::new(config.max_line),
+            out: Vec::new(),
+            held: Vec::new(),
+            requests: 0,
+            last_request: now,
+            line_started: None,
+            write_progress: now,
+            rearm: false,
+            ending: None,
+            peer_closed: false,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        stream: &TcpStream,
+        shared: &Shared,
+        shutdown: &CancellationToken,
+    ) -> CloseReason {
+        let config = &shared.config;
+        let timer = sleep_until(self.next_deadline(config));
+        tokio::pin!(timer);
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let mut draining = false;
+        loop {
+            if let Some(reason) = self.ending {
+                return reason;
+            }
+            let room = self.out.len() < config.max_output;
+            if room && !self.held.is_empty() {
+                self.process_held(shared);
+                continue;
+            }
+            if draining && room {
+                // Shutting down: answer what the client already sent, without waiting for more.
+                match self.read(stream, shared, true) {
+                    Ok(Read::Data) => continue,
+                    Ok(Read::WouldBlock) if self.ending.is_none() => return CloseReason::Shutdown,
+                    Ok(Read::WouldBlock) => continue,
+                    Err(e) => return CloseReason::from_error(&e),
+                }
+            }
+            let want_read = !draining && room;
+            let want_write = !self.out.is_empty();
+            let interest = match (want_read, want_write) {
+                (true, true) => Interest::READABLE | Interest::WRITABLE,
+                (true, false) => Interest::READABLE,
+                (false, true) => Interest::WRITABLE,
+                (false, false) => return CloseReason::Shutdown,
+            };
+            tokio::select! {
+                biased;
+                ready = stream.ready(interest) => {
+                    let ready = match ready {
+                        Ok(ready) => ready,
+                        Err(e) => return CloseReason::from_error(&e),
+                    };
+                    if want_write && ready.is_writable() {
+                        if let Err(e) = self.flush(stream) {
+                            return CloseReason::from_error(&e);
+                        }
+                    }
+                    if want_read && (ready.is_readable() || ready.is_read_closed()) {
+                        if let Err(e) = self.read(stream, shared, false) {
+                            return CloseReason::from_error(&e);
+                        }
+                    }
+                }
+                () = &mut timer => {
+                    if let Some(reason) = self.expired(config, timer.as_mut()) {
+                        return reason;
+                    }
+                }
+                () = &mut cancelled, if !draining => draining = true,
+            }
+            if self.rearm {
+                self.rearm = false;
+                let next = self.next_deadline(config);
+                if next < timer.deadline() {
+                    timer.as_mut().reset(next);
+                }
+            }
+        }
+    }
+
+    /// Reads once and handles what arrived. `now` reads bypass tokio's readiness cache, so data
+    /// already in the socket buffer is seen even if its readiness event is not yet processed.
+    fn read(&mut self, stream: &TcpStream, shared: &Shared, now: bool) -> io::Result<Read> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let result = if now {
+                (&*SockRef::from(stream)).read(&mut scratch.input)
+            } else {
+                stream.try_read(&mut scratch.input)
+            };
+            let n = match result {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Read::Data),
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.end_of_input();
+                return Ok(Read::Data);
+            }
+            let input = &scratch.input[..n];
+            let now = Instant::now();
+            if self.out.is_empty() {
+                scratch.output.clear();
+                let used = self.process(input, &mut scratch.output, shared, now);
+                self.hold(&input[used..]);
+                self.send(stream, &scratch.output, now)?;
+            } else {
+                let mut out = std::mem::take(&mut self.out);
+                let used = self.process(input, &mut out, shared, now);
+                self.out = out;
+                self.hold(&input[used..]);
+            }
+            Ok(Read::Data)
+        })
+    }
+
+    fn process_held(&mut self, shared: &Shared) {
+        let held = std::mem::take(&mut self.held);
+        let mut out = std::mem::take(&mut self.out);
+        let used = self.process(&held, &mut out, shared, Instant::now());
+        self.out = out;
+        self.hold(&held[used..]);
+        if self.out.is_empty() {
+            self.out = Vec::new();
+        }
+    }
+
+    fn hold(&mut self, rest: &[u8]) {
+        if self.ending.is_none() && !rest.is_empty() {
+            self.held.extend_from_slice(rest);
+        }
+    }
+
+    /// The client closed its side: a partial request gets an error, then the session ends.
+    fn end_of_input(&mut self) {
+        self.peer_closed = true;
+        if self.ending.is_some() {
+            return;
+        }
+        if self.decoder.finish() == Remainder::PartialLine {
+            ErrorReply::MissingLineEnd.encode(&mut self.out);
+        }
+        self.ending = Some(CloseReason::ClientClosed);
+    }
+
+    /// Decodes `input` and appends the replies to `out`, stopping after a frame that ends the
+    /// session or once `out` reaches the output cap. Returns how many bytes were used.
+    fn process(&mut self, input: &[u8], out: &mut Vec<u8>, shared: &Shared, now: Instant) -> usize {
+        let cap = shared.config.max_output;
+        // One clock read per batch: the reply is the same for every TIME in it.
+        let mut time_reply = None;
+        let mut completed_line = false;
+        let mut rest = input;
+        while !rest.is_empty() && out.len() < cap {
+            let (used, frame) = self.decoder.decode(rest);
+            rest = &rest[used..];
+            let Some(frame) = frame else { continue };
+            match frame {
+                Frame::Line(line) => {
+                    completed_line = true;
+                    let request = Request::parse(line);
+                    if request == Request::Blank {
+                        continue;
+                    }
+                    self.requests += 1;
+                    debug!(conn = self.id, peer = %self.peer, request = ?request, "request");
+                    match request {
+                        Request::Time => {
+                            out.extend_from_slice(time_reply.get_or_insert_with(|| {
+                                protocol::time_reply(shared.clock.time_of_day())
+                            }))
+                        }
+                        Request::Quit => self.ending = Some(CloseReason::Quit),
+                        Request::ExtraArguments(command) => {
+                            ErrorReply::ExtraArguments(command).encode(out);
+                        }
+                        Request::Http => {
+                            ErrorReply::NotHttp.encode(out);
+                            self.ending = Some(CloseReason::NotHttp);
+                        }
+                        Request::Unknown(word) => ErrorReply::UnknownCommand(word).encode(out),
+                        Request::Blank => {}
+                    }
+                }
+                Frame::Telnet(command) => match command {
+                    // RFC 854: refuse every option. Refusing DO TIMING-MARK is what a telnet client
+                    // waits for after Ctrl-C before it shows output again.
+                    TelnetCommand::Negotiate {
+                        verb: telnet::DO,
+                        option,
+                    } => out.extend_from_slice(&[IAC, telnet::WONT, option]),
+                    TelnetCommand::Negotiate {
+                        verb: telnet::WILL,
+                        option,
+                    } => out.extend_from_slice(&[IAC, telnet::DONT, option]),
+                    TelnetCommand::EndOfFile => self.ending = Some(CloseReason::Quit),
+                    TelnetCommand::Negotiate { .. }
+                    | TelnetCommand::Interrupt
+                    | TelnetCommand::AbortOutput => {}
+                },
+                Frame::TooLong => {
+                    ErrorReply::LineTooLong {
+                        max: self.decoder.max_line(),
+                    }
+                    .encode(out);
+                    self.ending = Some(CloseReason::LineTooLong);
+                }
+            }
+            if self.ending.is_some() {
+                break;
+            }
+        }
+        if completed_line {
+            self.last_request = now;
+            self.line_started = None;
+        }
+        if self.line_started.is_none() && self.decoder.in_line() {
+            self.line_started = Some(now);
+            self.rearm = true;
+        }
+        input.len() - rest.len()
+    }
+
+    /// Writes `bytes` now if the socket takes them; keeps what it does not.
+    fn send(&mut self, stream: &TcpStream, bytes: &[u8], now: Instant) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let written = match stream.try_write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        if written < bytes.len() {
+            if self.out.is_empty() {
+                self.write_progress = now;
+                self.rearm = true;
+            }
+            self.out.extend_from_slice(&bytes[written..]);
+        }
+        Ok(())
+    }
+
+    /// Writes as much pending output as the socket takes.
+    fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match stream.try_write(&self.out) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                    self.write_progress = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.out = Vec::new();
+        Ok(())
+    }
+
+    fn next_deadline(&self, config: &ServerConfig) -> Instant {
+        let after = |start: Instant, limit: Duration| (!limit.is_zero()).then(|| start + limit);
+        [
+            after(self.last_request, config.idle_timeout),
+            self.line_started
+                .and_then(|start| after(start, config.line_timeout)),
+            (!self.out.is_empty())
+                .then(|| after(self.write_progress, config.write_timeout))
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + FAR_FUTURE)
+    }
+
+    /// The timer fired: end the session if a deadline passed, or re-arm for the next one.
+    fn expired(&mut self, config: &ServerConfig, timer: Pin<&mut Sleep>) -> Option<CloseReason> {
+        let now = Instant::now();
+        let passed = |start: Instant, limit: Duration| !limit.is_zero() && now >= start + limit;
+        if !self.out.is_empty() && passed(self.write_progress, config.write_timeout) {
+            return Some(CloseReason::WriteTimeout);
+        }
+        if let Some(start) = self.line_started {
+            if passed(start, config.line_timeout) {
+                ErrorReply::LineTimeout.encode(&mut self.out);
+                return Some(CloseReason::LineTimeout);
+            }
+        }
+        if passed(self.last_request, config.idle_timeout) {
+            ErrorReply::IdleTimeout.encode(&mut self.out);
+            return Some(CloseReason::IdleTimeout);
+        }
+        timer.reset(self.next_deadline(config));
+        None
+    }
+
+    /// Ends the session: sends what is owed, closes our side, and keeps reading briefly so that
+    /// late client bytes cannot turn the close into a reset that destroys replies in flight.
+    async fn close(
+        &mut self,
+        stream: &TcpStream,
+        config: &ServerConfig,
+        reason: CloseReason,
+    ) -> CloseReason {
+        if !reason.closes_gracefully() {
+            return reason;
+        }
+        while !self.out.is_empty() {
+            let deadline = if config.write_timeout.is_zero() {
+                Instant::now() + FAR_FUTURE
+            } else {
+                self.write_progress + config.write_timeout
+            };
+            match timeout_at(deadline, stream.writable()).await {
+                Err(_) => return CloseReason::WriteTimeout,
+                Ok(Err(e)) => return CloseReason::from_error(&e),
+                Ok(Ok(())) => {
+                    if let Err(e) = self.flush(stream) {
+                        return CloseReason::from_error(&e);
+                    }
+                }
+            }
+        }
+        if SockRef::from(stream).shutdown(Shutdown::Write).is_err() || self.peer_closed {
+            return reason;
+        }
+        linger(stream, config.linger).await;
+        reason
+    }
+}
+
+/// Reads and discards until the client closes, for at most `limit` or [`LINGER_MAX_BYTES`].
+async fn linger(stream: &TcpStream, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut discarded = 0;
+    while discarded < LINGER_MAX_BYTES {
+        match timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        let read = SCRATCH.with_borrow_mut(|scratch| stream.try_read(&mut scratch.input));
+        match read {
+            Ok(0) => return,
+            Ok(n) => discarded += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}

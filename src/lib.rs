@@ -1,0 +1,31 @@
+//! `jam`: a TCP time server (`jamd`) and its client (`jam`).
+//!
+//! The protocol: a client sends lines ending in CR LF (LF alone and telnet's CR NUL are accepted
+//! too). `TIME` is answered with `JAM hh:mm:ss` CR LF, the server's local time; `QUIT` closes the
+//! session; blank lines are ignored; anything else gets one `ERR …` line and the session goes on.
+//! Every complete request is answered, in order, however the bytes are split or batched.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`protocol`] | request parsing and reply encoding, no I/O |
+//! | [`codec`] | line framing with a length cap, telnet command removal |
+//! | [`clock`] | the time source behind a trait; local time per second, cached |
+//! | [`config`] | every server limit with its default; value parsers |
+//! | [`listener`] | binding the dual-stack listener and `--listen` addresses |
+//! | [`server`] | accept loop, connection limit, accept-error back-off, shutdown |
+//! | `connection` | one session: reads, replies, deadlines, output cap, graceful close |
+//! | [`logging`] | non-blocking text/JSON logs for the binaries |
+
+pub mod clock;
+pub mod codec;
+pub mod config;
+mod connection;
+pub mod listener;
+pub mod logging;
+pub mod protocol;
+pub mod server;
+
+pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};
+pub use config::ServerConfig;
+pub use connection::CloseReason;
+pub use server::{Server, Stats};

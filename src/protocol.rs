@@ -1,0 +1,393 @@
+//! The jam protocol without I/O: a request line in, reply bytes out.
+//!
+//! A request is one line (its line end already removed by [`crate::codec`]). Command words are ASCII
+//! case-insensitive and surrounding spaces and tabs are ignored:
+//!
+//! | request            | reply                                                   |
+//! |--------------------|---------------------------------------------------------|
+//! | `TIME`             | `JAM hh:mm:ss` CR LF (14 bytes)                          |
+//! | `QUIT`, or Ctrl-D  | none; the server closes the session                      |
+//! | blank line         | none                                                    |
+//! | `TIME now`         | `ERR TIME takes no arguments` CR LF                      |
+//! | `GET / HTTP/1.1`   | `ERR this is a jam time server, not HTTP …` CR LF, close |
+//! | anything else      | `ERR unknown command "<word>" (try TIME or QUIT)` CR LF  |
+
+use std::fmt::Write as _;
+
+use crate::clock::TimeOfDay;
+
+/// Length in bytes of a `JAM hh:mm:ss\r\n` reply.
+pub const TIME_REPLY_LEN: usize = 14;
+
+/// Longest echo of a client's word inside an error line, in characters.
+pub const MAX_ECHO_CHARS: usize = 32;
+
+/// A request decoded from one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `TIME`: asks for the server's local time.
+    Time,
+    /// `QUIT` (or a line holding only Ctrl-D): ends the session without a reply.
+    Quit,
+    /// An empty or all-blank line: ignored, no reply.
+    Blank,
+    /// A known command followed by arguments it does not take.
+    ExtraArguments(Command),
+    /// An HTTP request line (`GET / HTTP/1.1`): a browser or scanner on the wrong port.
+    Http,
+    /// Any other command word, as received (it may hold any bytes but space and tab).
+    Unknown(&'a [u8]),
+}
+
+/// The commands the protocol knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `TIME`
+    Time,
+    /// `QUIT`
+    Quit,
+}
+
+impl Command {
+    /// The command's canonical spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Time => "TIME",
+            Command::Quit => "QUIT",
+        }
+    }
+}
+
+/// Ctrl-D: a telnet user's "end of input", which telnet sends as a byte in line mode.
+const CTRL_D: u8 = 0x04;
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn trim_blanks(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !is_blank(*first) {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !is_blank(*last) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+impl<'a> Request<'a> {
+    /// Parses one request line (without its line end).
+    pub fn parse(line: &'a [u8]) -> Request<'a> {
+        let line = trim_blanks(line);
+        if line.is_empty() {
+            return Request::Blank;
+        }
+        let (word, rest) = match line.iter().position(|&b| is_blank(b)) {
+            Some(i) => (&line[..i], trim_blanks(&line[i..])),
+            None => (line, &line[line.len()..]),
+        };
+        let command = if word.eq_ignore_ascii_case(b"TIME") {
+            Command::Time
+        } else if word.eq_ignore_ascii_case(b"QUIT") || word == [CTRL_D] {
+            Command::Quit
+        } else if is_http_request_line(word, rest) {
+            return Request::Http;
+        } else {
+            return Request::Unknown(word);
+        };
+        match (command, rest.is_empty()) {
+            (Command::Time, true) => Request::Time,
+            (Command::Quit, true) => Request::Quit,
+            (command, false) => Request::ExtraArguments(command),
+        }
+    }
+}
+
+/// `METHOD target HTTP/x`: an upper-case method and a protocol version at the end.
+fn is_http_request_line(word: &[u8], rest: &[u8]) -> bool {
+    !word.is_empty()
+        && word.len() <= 16
+        && word.iter().all(u8::is_ascii_uppercase)
+        && rest
+            .rsplit(|&b| is_blank(b))
+            .next()
+            .is_some_and(|last| last.starts_with(b"HTTP/"))
+}
+
+/// Builds the `JAM hh:mm:ss\r\n` reply for a time of day.
+pub fn time_reply(time: TimeOfDay) -> [u8; TIME_REPLY_LEN] {
+    let mut reply = *b"JAM 00:00:00\r\n";
+    reply[4..12].copy_from_slice(&time.hh_mm_ss());
+    reply
+}
+
+/// An error line the server sends; each variant is one line of text after `ERR `.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorReply<'a> {
+    /// The command word is not `TIME` or `QUIT`; the raw word is echoed, escaped and truncated.
+    UnknownCommand(&'a [u8]),
+    /// A known command was given arguments.
+    ExtraArguments(Command),
+    /// An HTTP request arrived; the server closes after this line.
+    NotHttp,
+    /// A line exceeded the configured maximum length; the server closes after this line.
+    LineTooLong {
+        /// The configured maximum, in bytes.
+        max: usize,
+    },
+    /// The client ended its input in the middle of a line.
+    MissingLineEnd,
+    /// No complete request arrived within the idle timeout.
+    IdleTimeout,
+    /// A partial line did not complete within the line timeout.
+    LineTimeout,
+    /// The server is at its connection limit.
+    ServerBusy,
+}
+
+impl ErrorReply<'_> {
+    /// Appends the full error line, `ERR …\r\n`, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"ERR ");
+        match *self {
+            ErrorReply::UnknownCommand(word) => {
+                out.extend_from_slice(b"unknown command \"");
+                let mut echo = String::new();
+                escape_word(word, &mut echo);
+                out.extend_from_slice(echo.as_bytes());
+                out.extend_from_slice(b"\" (try TIME or QUIT)");
+            }
+            ErrorReply::ExtraArguments(command) => {
+                out.extend_from_slice(command.name().as_bytes());
+                out.extend_from_slice(b" takes no arguments");
+            }
+            ErrorReply::NotHttp => {
+                out.extend_from_slice(b"this is a jam time server, not HTTP (send TIME or QUIT)");
+            }
+            ErrorReply::LineTooLong { max } => {
+                out.extend_from_slice(format!("line too long (max {max} bytes)").as_bytes());
+            }
+            ErrorReply::MissingLineEnd => out.extend_from_slice(b"request must end with CR LF"),
+            ErrorReply::IdleTimeout => out.extend_from_slice(b"idle timeout"),
+            ErrorReply::LineTimeout => out.extend_from_slice(b"line timeout"),
+            ErrorReply::ServerBusy => out.extend_from_slice(b"server busy"),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The error line as bytes, `ERR …\r\n`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// Writes `word` in a form that is safe to echo: printable UTF-8 as is, control characters,
+/// `"`, `\` and invalid UTF-8 as escapes (`\x00`, `\"`, `\\`, `\xC3`), at most [`MAX_ECHO_CHARS`]
+/// characters in all, ending in `...` when cut.
+pub fn escape_word(word: &[u8], out: &mut String) {
+    let total: usize = tokens(word).map(|t| t.chars).sum();
+    let budget = if total <= MAX_ECHO_CHARS {
+        total
+    } else {
+        MAX_ECHO_CHARS - 3
+    };
+    let mut used = 0;
+    for token in tokens(word) {
+        if used + token.chars > budget {
+            break;
+        }
+        used += token.chars;
+        token.write(out);
+    }
+    if total > budget {
+        out.push_str("...");
+    }
+}
+
+/// One unit of an escaped echo: a character or a byte, with its width once escaped.
+struct Token {
+    kind: TokenKind,
+    chars: usize,
+}
+
+enum TokenKind {
+    Plain(char),
+    Escaped(char),
+    Byte(u8),
+    Unicode(char),
+}
+
+impl Token {
+    fn write(&self, out: &mut String) {
+        match self.kind {
+            TokenKind::Plain(c) => out.push(c),
+            TokenKind::Escaped(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            TokenKind::Byte(b) => {
+                let _ = write!(out, "\\x{b:02X}");
+            }
+            TokenKind::Unicode(c) => {
+                let _ = write!(out, "\\u{{{:X}}}", c as u32);
+            }
+        }
+    }
+}
+
+fn tokens(word: &[u8]) -> impl Iterator<Item = Token> + '_ {
+    word.utf8_chunks().flat_map(|chunk| {
+        let valid = chunk.valid().chars().map(|c| match c {
+            '"' | '\\' => Token {
+                kind: TokenKind::Escaped(c),
+                chars: 2,
+            },
+            c if c.is_ascii_control() => Token {
+                kind: TokenKind::Byte(c as u8),
+                chars: 4,
+            },
+            c if c.is_control() => Token {
+                kind: TokenKind::Unicode(c),
+                chars: format!("{:X}", c as u32).len() + 4,
+            },
+            c => Token {
+                kind: TokenKind::Plain(c),
+                chars: 1,
+            },
+        });
+        let invalid = chunk.invalid().iter().map(|&b| Token {
+            kind: TokenKind::Byte(b),
+            chars: 4,
+        });
+        valid.chain(invalid)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_line(reply: ErrorReply<'_>) -> String {
+        String::from_utf8(reply.to_bytes()).expect("error lines are UTF-8")
+    }
+
+    #[test]
+    fn time_and_quit_are_case_insensitive_and_trimmed() {
+        for line in [
+            "TIME", "time", "TiMe", "  TIME", "TIME  ", "\tTIME\t", " tImE \t",
+        ] {
+            assert_eq!(Request::parse(line.as_bytes()), Request::Time, "{line:?}");
+        }
+        for line in ["QUIT", "quit", " Quit\t"] {
+            assert_eq!(Request::parse(line.as_bytes()), Request::Quit, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_are_ignored() {
+        for line in ["", " ", "\t\t ", "   "] {
+            assert_eq!(Request::parse(line.as_bytes()), Request::Blank, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_word_that_starts_with_time_is_not_time() {
+        assert_eq!(Request::parse(b"TIMEX"), Request::Unknown(b"TIMEX"));
+        assert_eq!(Request::parse(b"TIMES"), Request::Unknown(b"TIMES"));
+        assert_eq!(Request::parse(b"TIM"), Request::Unknown(b"TIM"));
+    }
+
+    #[test]
+    fn arguments_to_time_or_quit_are_an_error() {
+        assert_eq!(
+            Request::parse(b"TIME now"),
+            Request::ExtraArguments(Command::Time)
+        );
+        assert_eq!(
+            Request::parse(b"quit\tplease "),
+            Request::ExtraArguments(Command::Quit)
+        );
+    }
+
+    #[test]
+    fn ctrl_d_alone_on_a_line_quits() {
+        assert_eq!(Request::parse(b"\x04"), Request::Quit);
+        assert_eq!(Request::parse(b"\x04x"), Request::Unknown(b"\x04x"));
+    }
+
+    #[test]
+    fn http_request_lines_are_recognised() {
+        assert_eq!(Request::parse(b"GET / HTTP/1.1"), Request::Http);
+        assert_eq!(Request::parse(b"POST /x HTTP/1.0"), Request::Http);
+        assert_eq!(Request::parse(b"GET /"), Request::Unknown(b"GET"));
+        assert_eq!(Request::parse(b"get / HTTP/1.1"), Request::Unknown(b"get"));
+    }
+
+    #[test]
+    fn time_reply_is_fourteen_bytes() {
+        let reply = time_reply(TimeOfDay::new(8, 5, 9).expect("valid"));
+        assert_eq!(&reply, b"JAM 08:05:09\r\n");
+        assert_eq!(reply.len(), TIME_REPLY_LEN);
+    }
+
+    #[test]
+    fn error_lines_match_the_protocol() {
+        assert_eq!(
+            error_line(ErrorReply::UnknownCommand(b"HELLO")),
+            "ERR unknown command \"HELLO\" (try TIME or QUIT)\r\n"
+        );
+        assert_eq!(
+            error_line(ErrorReply::ExtraArguments(Command::Time)),
+            "ERR TIME takes no arguments\r\n"
+        );
+        assert_eq!(
+            error_line(ErrorReply::LineTooLong { max: 1024 }),
+            "ERR line too long (max 1024 bytes)\r\n"
+        );
+        assert_eq!(
+            error_line(ErrorReply::MissingLineEnd),
+            "ERR request must end with CR LF\r\n"
+        );
+        assert_eq!(error_line(ErrorReply::IdleTimeout), "ERR idle timeout\r\n");
+        assert_eq!(error_line(ErrorReply::ServerBusy), "ERR server busy\r\n");
+    }
+
+    fn escaped(word: &[u8]) -> String {
+        let mut s = String::new();
+        escape_word(word, &mut s);
+        s
+    }
+
+    #[test]
+    fn echo_escapes_control_bytes_and_invalid_utf8() {
+        assert_eq!(escaped(b"TI\x00ME"), "TI\\x00ME");
+        assert_eq!(escaped(b"\x1b[31m"), "\\x1B[31m");
+        assert_eq!(escaped(b"\xC3\x28"), "\\xC3(");
+        assert_eq!(escaped(b"\x80"), "\\x80");
+        assert_eq!(escaped("jam\u{85}".as_bytes()), "jam\\u{85}");
+        assert_eq!(escaped(b"say\"hi\\"), "say\\\"hi\\\\");
+        assert_eq!(escaped("waktu".as_bytes()), "waktu");
+        assert_eq!(escaped("jämför".as_bytes()), "jämför");
+    }
+
+    #[test]
+    fn echo_is_truncated_to_32_characters() {
+        let exact = "a".repeat(32);
+        assert_eq!(escaped(exact.as_bytes()), exact);
+        let long = escaped("b".repeat(1000).as_bytes());
+        assert_eq!(long.chars().count(), 32);
+        assert!(long.ends_with("..."));
+        let controls = escaped(&[0u8; 100]);
+        assert!(controls.chars().count() <= 32, "{controls}");
+        assert!(controls.ends_with("..."));
+        assert!(!controls.contains('\0'));
+    }
+}

@@ -1,0 +1,395 @@
+//! The accept loop: take a connection, check the connection limit, spawn its session. Nothing else.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::clock::LocalClock;
+use crate::config::ServerConfig;
+use crate::connection;
+use crate::protocol::ErrorReply;
+
+/// How many "server busy" replies may be in progress at once; past that, excess connections are
+/// closed without one, so a flood cannot use the descriptors kept free for them.
+const MAX_REJECTING: usize = 32;
+
+/// How often a warning of one kind (accept errors, busy rejections) may be logged.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// State shared by the accept loops and every session.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) clock: LocalClock,
+    active: AtomicUsize,
+    next_id: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    rejecting: Arc<Semaphore>,
+    busy_warning: std::sync::Mutex<RateLimit>,
+}
+
+/// Counts kept by a running server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Sessions open now.
+    pub active: usize,
+    /// Connections accepted and served so far.
+    pub accepted: u64,
+    /// Connections turned away with `ERR server busy`.
+    pub rejected: u64,
+}
+
+/// A handle to read a running server's counts.
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl StatsHandle {
+    /// The counts now.
+    pub fn get(&self) -> Stats {
+        self.0.stats()
+    }
+}
+
+impl Shared {
+    fn stats(&self) -> Stats {
+        Stats {
+            active: self.active.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A jam server over already-bound listeners.
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// A server that will accept on `listeners`, with `config` limits, reading `clock`.
+    pub fn new(listeners: Vec<TcpListener>, config: ServerConfig, clock: LocalClock) -> Self {
+        Server {
+            listeners,
+            shared: Arc::new(Shared {
+                config,
+                clock,
+                active: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                accepted: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                rejecting: Arc::new(Semaphore::new(MAX_REJECTING)),
+                busy_warning: std::sync::Mutex::new(RateLimit::new(WARN_INTERVAL)),
+            }),
+        }
+    }
+
+    /// The addresses the server accepts on.
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.listeners.iter().map(TcpListener::local_addr).collect()
+    }
+
+    /// A handle to the server's counts, usable while it runs.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle(self.shared.clone())
+    }
+
+    /// Serves until `shutdown` is cancelled. Then stops accepting at once (the listeners are
+    /// closed, so new connections are refused), lets every session answer what its client already
+    /// sent, and returns when all sessions have closed or the grace period has passed.
+    pub async fn run(self, shutdown: CancellationToken) -> Stats {
+        let tracker = TaskTracker::new();
+        let accept_loops: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|listener| {
+                tokio::spawn(accept_loop(
+                    listener,
+                    self.shared.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        shutdown.cancelled().await;
+        for accept_loop in accept_loops {
+            let _ = accept_loop.await;
+        }
+        tracker.close();
+        let grace = self.shared.config.shutdown_grace;
+        let open = self.shared.active.load(Ordering::Relaxed);
+        info!(
+            sessions = open,
+            grace = %crate::config::format_duration(grace),
+            "stopped accepting; answering what clients already sent"
+        );
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            warn!(
+                sessions = self.shared.active.load(Ordering::Relaxed),
+                "grace period over; closing the remaining sessions"
+            );
+        }
+        self.shared.stats()
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::default();
+    let mut warning = RateLimit::new(WARN_INTERVAL);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.reset();
+                admit(stream, canonical(peer), &shared, &tracker, &shutdown);
+            }
+            Err(e) if classify(&e) == AcceptError::Connection => {
+                debug!(error = %e, "accept failed for one connection; continuing");
+            }
+            Err(e) => {
+                let pause = backoff.next();
+                if let Some(suppressed) = warning.allow(Instant::now()) {
+                    warn!(
+                        error = %e,
+                        pause_ms = pause.as_millis() as u64,
+                        suppressed,
+                        "cannot accept connections (out of descriptors or memory?); pausing accepts"
+                    );
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Starts a session for `stream`, or turns it away if the server is full.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let max = shared.config.max_connections;
+    if shared.active.fetch_add(1, Ordering::AcqRel) >= max {
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+        reject(stream, peer, shared, tracker);
+        return;
+    }
+    let active = ActiveGuard(shared.clone());
+    shared.accepted.fetch_add(1, Ordering::Relaxed);
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let shared = shared.clone();
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let _active = active;
+        connection::serve(stream, peer, id, shared, shutdown).await;
+    });
+}
+
+/// Sends `ERR server busy` and closes, without ever waiting on the client for long.
+fn reject(stream: TcpStream, peer: SocketAddr, shared: &Shared, tracker: &TaskTracker) {
+    let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+    debug!(%peer, "server busy; turning connection away");
+    if let Ok(mut limit) = shared.busy_warning.lock() {
+        if let Some(suppressed) = limit.allow(Instant::now()) {
+            warn!(
+                max_connections = shared.config.max_connections,
+                rejected_total = rejected,
+                suppressed,
+                "connection limit reached; new connections get ERR server busy"
+            );
+        }
+    }
+    let busy = ErrorReply::ServerBusy.to_bytes();
+    let _ = stream.set_nodelay(true);
+    let _ = stream.try_write(&busy);
+    let _ = SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+    // Keep the socket briefly so a request the client already sent does not make the close a
+    // reset that destroys the busy line; if many are pending, just close.
+    if let Ok(permit) = shared.rejecting.clone().try_acquire_owned() {
+        tracker.spawn(async move {
+            let _permit = permit;
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let mut buf = [0u8; 512];
+            while let Ok(Ok(())) = tokio::time::timeout_at(deadline, stream.readable()).await {
+                match stream.try_read(&mut buf) {
+                    Ok(0) => break,
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// Keeps the active-session count right however a session ends (panics included).
+struct ActiveGuard(Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `::ffff:a.b.c.d` (an IPv4 client on a dual-stack socket) shown as `a.b.c.d`.
+fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
+
+/// How an `accept()` error is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AcceptError {
+    /// Only the connection being accepted failed: accept the next one at once.
+    Connection,
+    /// The process or system is out of something (descriptors, memory): pause, then retry.
+    Resources,
+}
+
+/// Sorts an `accept()` error. Anything not known to concern one connection is treated as a
+/// resource problem, so an unexpected persistent error makes the loop pause instead of spin.
+pub(crate) fn classify(e: &io::Error) -> AcceptError {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::Resources,
+        Some(
+            libc::ECONNABORTED
+            | libc::EAGAIN
+            | libc::ECONNRESET
+            | libc::EPROTO
+            | libc::EPERM
+            | libc::EINTR
+            | libc::ENETDOWN
+            | libc::ENETUNREACH
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::ENOPROTOOPT
+            | libc::EOPNOTSUPP
+            | libc::ETIMEDOUT,
+        ) => AcceptError::Connection,
+        _ => match e.kind() {
+            io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock => AcceptError::Connection,
+            _ => AcceptError::Resources,
+        },
+    }
+}
+
+/// Accept-pause lengths: 10 ms, doubling to 1 s; back to 10 ms after a successful accept.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let pause = Duration::from_millis(10) * 2u32.pow(self.failures.min(7));
+        self.failures = self.failures.saturating_add(1);
+        pause.min(Duration::from_secs(1))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Allows one event per interval and counts the ones it suppressed in between.
+#[derive(Debug)]
+struct RateLimit {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn new(interval: Duration) -> Self {
+        RateLimit {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(suppressed since the last allowed one)` if the event may be logged now.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_sorted_by_errno() {
+        let err = io::Error::from_raw_os_error;
+        assert_eq!(classify(&err(libc::EMFILE)), AcceptError::Resources);
+        assert_eq!(classify(&err(libc::ENFILE)), AcceptError::Resources);
+        assert_eq!(classify(&err(libc::ENOBUFS)), AcceptError::Resources);
+        assert_eq!(classify(&err(libc::ENOMEM)), AcceptError::Resources);
+        assert_eq!(classify(&err(libc::ECONNABORTED)), AcceptError::Connection);
+        assert_eq!(classify(&err(libc::ECONNRESET)), AcceptError::Connection);
+        assert_eq!(classify(&err(libc::EPROTO)), AcceptError::Connection);
+        assert_eq!(classify(&err(libc::EAGAIN)), AcceptError::Connection);
+        assert_eq!(classify(&err(libc::EBADF)), AcceptError::Resources);
+    }
+
+    #[test]
+    fn backoff_doubles_to_one_second_and_resets() {
+        let mut b = Backoff::default();
+        let pauses: Vec<u64> = (0..9).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn rate_limit_allows_one_per_interval_and_counts_the_rest() {
+        let mut limit = RateLimit::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(limit.allow(t0), Some(0));
+        assert_eq!(limit.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(limit.allow(t0 + Duration::from_secs(2)), None);
+        assert_eq!(limit.allow(t0 + Duration::from_secs(11)), Some(2));
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_are_shown_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().expect("addr");
+        assert_eq!(canonical(mapped).to_string(), "127.0.0.1:5000");
+        let v6: SocketAddr = "[::1]:5000".parse().expect("addr");
+        assert_eq!(canonical(v6), v6);
+    }
+}
