@@ -1,0 +1,311 @@
+//! Shared test harness: an in-process server on an ephemeral port, the real `jamd` binary as a
+//! child process, and a small byte-exact TCP client. No sleeps-until-ready: the in-process server
+//! is bound before it runs, and the binary is ready when it logs its listening address.
+
+#![allow(dead_code, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jam::clock::{LocalClock, SystemClock};
+use jam::server::StatsHandle;
+use jam::{Server, ServerConfig, Stats};
+use jiff::tz::TimeZone;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait on the server may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server running inside the test's runtime on 127.0.0.1:0.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub stats: StatsHandle,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Stats>,
+}
+
+impl TestServer {
+    /// Starts a server with `config`, the system clock, in UTC.
+    pub async fn start(config: ServerConfig) -> TestServer {
+        Self::with_clock(
+            config,
+            LocalClock::new(Arc::new(SystemClock), TimeZone::UTC),
+        )
+        .await
+    }
+
+    /// Starts a server with the default limits.
+    pub async fn default() -> TestServer {
+        Self::start(ServerConfig::default()).await
+    }
+
+    /// Starts a server reading `clock`.
+    pub async fn with_clock(config: ServerConfig, clock: LocalClock) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let server = Server::new(vec![listener], config, clock);
+        let stats = server.stats();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(server.run(shutdown.clone()));
+        TestServer {
+            addr,
+            stats,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Connects a client.
+    pub async fn connect(&self) -> TcpStream {
+        connect(self.addr).await
+    }
+
+    /// Signals shutdown (as SIGTERM does in the binary) without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Shuts down and waits for the server to finish.
+    pub async fn stop(self) -> Stats {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT * 3, self.handle)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+    }
+}
+
+pub async fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+pub async fn send(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).await.expect("send");
+}
+
+/// Reads one line including its CR LF (fails the test on EOF or after [`WAIT`]).
+pub async fn read_line(stream: &mut TcpStream) -> Vec<u8> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let n = stream.read(&mut byte).await.expect("read");
+            assert!(
+                n == 1,
+                "EOF before a full line; got {:?}",
+                String::from_utf8_lossy(&line)
+            );
+            line.push(byte[0]);
+            if line.ends_with(b"\r\n") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("a line in time");
+    line
+}
+
+/// Reads exactly `n` bytes.
+pub async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
+        .await
+        .expect("bytes in time")
+        .expect("read_exact");
+    buf
+}
+
+/// Reads until the server closes; returns everything received. A reset after data counts as
+/// the end too (the data before it is returned).
+pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("server closes in time");
+    all
+}
+
+/// Reads until the server closes, requiring a clean FIN (no reset).
+pub async fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut all))
+        .await
+        .expect("server closes in time")
+        .expect("clean close, not a reset");
+    all
+}
+
+/// Asserts that a TIME reply is `JAM hh:mm:ss\r\n` with valid fields.
+pub fn assert_time_reply(reply: &[u8]) {
+    assert_eq!(
+        reply.len(),
+        14,
+        "reply {:?}",
+        String::from_utf8_lossy(reply)
+    );
+    assert!(
+        reply.starts_with(b"JAM "),
+        "reply {:?}",
+        String::from_utf8_lossy(reply)
+    );
+    assert!(reply.ends_with(b"\r\n"));
+    let text = std::str::from_utf8(&reply[4..12]).expect("utf-8");
+    let fields: Vec<u32> = text
+        .split(':')
+        .map(|f| f.parse().expect("digits"))
+        .collect();
+    assert_eq!(fields.len(), 3, "{text}");
+    assert!(fields[0] < 24 && fields[1] < 60 && fields[2] < 60, "{text}");
+    assert!(text.split(':').all(|f| f.len() == 2), "zero-padded: {text}");
+}
+
+/// The real `jamd` binary, started on 127.0.0.1:0 (plus `args`), ready once it logged its address.
+pub struct Jamd {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Jamd {
+    pub fn spawn(args: &[&str]) -> Jamd {
+        Self::spawn_with(Command::new(env!("CARGO_BIN_EXE_jamd")), args)
+    }
+
+    /// Spawns `command` (which must run jamd, perhaps via `prlimit`) with `args`.
+    pub fn spawn_with(mut command: Command, args: &[&str]) -> Jamd {
+        let has_listen = args
+            .iter()
+            .any(|a| *a == "--listen" || a.starts_with("--listen="));
+        if !has_listen {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn jamd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = listening_addr(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "jamd did not report its address; log: {:?}",
+                log.lock().expect("log")
+            )
+        });
+        Jamd { child, addr, log }
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "no log line with {needle:?}: {:?}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code and how long the wait took.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status.code(), start.elapsed());
+            }
+            assert!(
+                start.elapsed() < limit,
+                "jamd did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Jamd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Extracts the first address from the start-up line `… jamd listening on ADDR[, ADDR]…`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening on ").nth(1)?;
+    let first = rest.split([',', ' ']).next()?;
+    first.parse().ok()
+}
+
+/// Whether an external tool exists. Under CI (`CI=true`) a missing tool fails the test; elsewhere
+/// the test is skipped with the command that installs it.
+pub fn require_tool(tool: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{tool} is required under CI; install it with: apt-get install -y {package}");
+        }
+        eprintln!("SKIPPED: {tool} not found; install it with: apt-get install -y {package}");
+    }
+    found
+}
