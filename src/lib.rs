@@ -15,7 +15,11 @@
 //! | [`server`] | accept loop, connection limit, accept-error back-off, shutdown |
 //! | `connection` | one session: reads, replies, deadlines, output cap, graceful close |
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
+//! | [`client`] | async client, target parsing, clock-offset estimation |
+//! | [`bench`] | the `jam bench` load generator |
 
+pub mod bench;
+pub mod client;
 pub mod clock;
 pub mod codec;
 pub mod config;

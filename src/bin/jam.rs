@@ -1,22 +1,546 @@
-//! `jam`: the jam client. For now it asks a server for the time once.
+//! `jam`: the client. Ask the time, talk to the server, check its clock, load-test it.
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpStream;
+use std::io::{IsTerminal, Write as _};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use jam::bench::{self, BenchConfig, BenchReport, Expect, Mode, Progress};
+use jam::client::{self, Client, ClientError, DEFAULT_TARGET, Target};
+use jam::config::parse_duration;
+use jam::protocol::Reply;
+use serde_json::json;
 
-fn main() -> anyhow::Result<()> {
-    let target = std::env::args()
-        .skip(1)
-        .find(|a| a != "time")
-        .unwrap_or_else(|| "127.0.0.1:45000".to_string());
-    let stream =
-        TcpStream::connect(&target).with_context(|| format!("cannot connect to {target}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    (&stream).write_all(b"TIME\r\nQUIT\r\n")?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    println!("{}", line.trim_end());
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  2  bad command line or address
+  3  connection refused
+  4  host name did not resolve
+  5  timed out
+  6  the server's reply is not a jam reply
+  7  the server answered with an error line (ERR ...)
+  8  other network error (reset, closed early)
+  1  jam bench saw errors";
+
+/// jam: ask a jam time server the time, talk to it, check its clock, load-test it.
+#[derive(Debug, Parser)]
+#[command(name = "jam", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask the server for the time (the default): prints `JAM hh:mm:ss`.
+    Time(TimeArgs),
+    /// Interactive session with line editing and history.
+    Shell(ShellArgs),
+    /// Estimate the server clock's offset from the local clock, to well under a second.
+    Offset(OffsetArgs),
+    /// Load-test a server (jamd, or any line protocol with --request/--expect).
+    Bench(Box<BenchArgs>),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Server address: HOST[:PORT], IPv6 in brackets ([::1]:45000).
+    #[arg(value_name = "HOST[:PORT]", default_value = DEFAULT_TARGET)]
+    target: String,
+
+    /// Give up on connecting or on a reply after this long.
+    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct TimeArgs {
+    #[command(flatten)]
+    common: Common,
+
+    /// Ask this many times on one connection.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 1)]
+    count: u64,
+
+    /// Pause between requests with --count.
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    interval: Duration,
+
+    /// Print one JSON object per reply.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ShellArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct OffsetArgs {
+    #[command(flatten)]
+    common: Common,
+
+    /// Bisection rounds after the first second boundary is found (each waits up to 1 s).
+    #[arg(short, long, value_name = "N", default_value_t = 6)]
+    rounds: usize,
+
+    /// Print the estimate as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Server address: HOST[:PORT].
+    #[arg(value_name = "HOST[:PORT]", default_value = DEFAULT_TARGET)]
+    target: String,
+
+    /// Concurrent connections (workers with --connect-per-request).
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 50)]
+    connections: usize,
+
+    /// Requests in flight per connection.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 1)]
+    pipeline: usize,
+
+    /// Total requests [default: 100000 unless --duration is given].
+    #[arg(short = 'n', long, value_name = "N")]
+    requests: Option<u64>,
+
+    /// Run for this long instead of a number of requests.
+    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "requests")]
+    duration: Option<Duration>,
+
+    /// Open loop: send this many requests per second in total, whatever the replies do, and
+    /// measure latency from each request's intended send time.
+    #[arg(
+        long,
+        value_name = "PER_SECOND",
+        conflicts_with = "connect_per_request"
+    )]
+    rate: Option<f64>,
+
+    /// Open a new connection for every request: connect, request, reply, quit.
+    #[arg(long)]
+    connect_per_request: bool,
+
+    /// The request line (without CR LF).
+    #[arg(long, value_name = "LINE", default_value = "TIME")]
+    request: String,
+
+    /// A good reply starts with this; without it, replies must be valid `JAM hh:mm:ss` lines.
+    #[arg(long, value_name = "PREFIX")]
+    expect: Option<String>,
+
+    /// Line sent before closing with --connect-per-request ("" to just close).
+    #[arg(long, value_name = "LINE", default_value = "QUIT")]
+    quit: String,
+
+    /// Load threads [default: one per CPU this process may run on].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Connect from this many loopback addresses 127.0.0.1..N, so that many connections do
+    /// not run out of ephemeral ports [default: 16 for a loopback target with
+    /// --connect-per-request or more than 1000 connections, else 1].
+    #[arg(long, value_name = "N")]
+    sources: Option<u8>,
+
+    /// Give up on a connection or a reply after this long.
+    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jam: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Time(TimeArgs {
+            common: Common {
+                target: DEFAULT_TARGET.to_string(),
+                timeout: Duration::from_secs(5),
+            },
+            count: 1,
+            interval: Duration::from_secs(1),
+            json: false,
+        })
+    });
+    let result = match command {
+        Command::Time(args) => runtime.block_on(time(args)),
+        Command::Shell(args) => shell(&runtime, args),
+        Command::Offset(args) => runtime.block_on(offset(args)),
+        Command::Bench(args) => return bench_command(&runtime, *args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jam: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn connect(common: &Common) -> Result<Client, ClientError> {
+    let target = Target::parse(&common.target)?;
+    Client::connect(&target, common.timeout).await
+}
+
+async fn time(args: TimeArgs) -> Result<(), ClientError> {
+    let mut client = connect(&args.common).await?;
+    for i in 0..args.count {
+        if i > 0 {
+            tokio::time::sleep(args.interval).await;
+        }
+        let sample = client.time().await?;
+        let text = String::from_utf8_lossy(&sample.time.hh_mm_ss()).into_owned();
+        if args.json {
+            let line = json!({
+                "server": client.peer().to_string(),
+                "reply": format!("JAM {text}"),
+                "time": text,
+                "rtt_ms": sample.rtt().as_secs_f64() * 1e3,
+            });
+            println!("{line}");
+        } else {
+            println!("JAM {text}");
+        }
+    }
+    client.quit().await
+}
+
+async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
+    let mut client = connect(&args.common).await?;
+    let peer = client.peer();
+    let estimate = client::estimate_offset(&mut client, args.rounds).await?;
+    client.quit().await?;
+    let zone = estimate.zone_offset;
+    let zone_text = format!(
+        "UTC{}{:02}:{:02}",
+        if zone < 0 { '-' } else { '+' },
+        zone.abs() / 3600,
+        zone.abs() % 3600 / 60
+    );
+    if args.json {
+        let line = json!({
+            "server": peer.to_string(),
+            "offset_s": estimate.offset,
+            "uncertainty_s": estimate.uncertainty,
+            "zone_offset_s": zone,
+            "min_rtt_s": estimate.min_rtt,
+            "samples": estimate.samples,
+        });
+        println!("{line}");
+    } else {
+        println!("server  {peer} (reports local time in {zone_text})");
+        println!(
+            "offset  {:+.4} s ± {:.4} s  (server clock minus local clock)",
+            estimate.offset, estimate.uncertainty
+        );
+        println!(
+            "rtt     {:.3} ms (smallest of {} requests)",
+            estimate.min_rtt * 1e3,
+            estimate.samples
+        );
+    }
     Ok(())
+}
+
+fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), ClientError> {
+    let mut client = runtime.block_on(connect(&args.common))?;
+    let color = std::io::stdout().is_terminal();
+    let (red, reset) = if color {
+        ("\x1b[31m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
+    println!(
+        "connected to {}; type TIME or QUIT (Ctrl-D quits)",
+        client.peer()
+    );
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            return Err(ClientError::Io {
+                context: "cannot start the line editor".into(),
+                source: std::io::Error::other(e.to_string()),
+            });
+        }
+    };
+    let history =
+        std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".jam_history"));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let show = |line: &[u8]| match Reply::parse(line) {
+        Reply::Time(_) => println!("{}", String::from_utf8_lossy(line)),
+        Reply::Error(message) => println!("{red}error: {message}{reset}"),
+        Reply::Invalid(bytes) => println!(
+            "{red}unexpected reply: \"{}\"{reset}",
+            client::escaped(bytes)
+        ),
+    };
+    let result = loop {
+        let line = match editor.readline("jam> ") {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(_) => {
+                let _ = runtime.block_on(client.send("QUIT"));
+                break Ok(());
+            }
+        };
+        let command = line.trim();
+        if command.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(command);
+        // Lines the server sent on its own (an idle timeout) come first.
+        let mut closed = false;
+        while let Ok(pending) = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(1), client.read_line()).await
+        }) {
+            match pending {
+                Ok(Some(l)) => show(&l),
+                _ => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed {
+            println!("server closed the connection");
+            break Ok(());
+        }
+        runtime.block_on(client.send(command))?;
+        if command.eq_ignore_ascii_case("QUIT") {
+            let _ = runtime.block_on(client.read_line());
+            println!("bye");
+            break Ok(());
+        }
+        match runtime.block_on(client.read_line()) {
+            Ok(Some(reply)) => show(&reply),
+            Ok(None) => {
+                println!("server closed the connection");
+                break Ok(());
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    result
+}
+
+fn bench_command(runtime: &tokio::runtime::Runtime, args: BenchArgs) -> ExitCode {
+    match run_bench(runtime, &args) {
+        Ok(report) => {
+            if report.error_count() > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("jam bench: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run_bench(
+    runtime: &tokio::runtime::Runtime,
+    args: &BenchArgs,
+) -> Result<BenchReport, ClientError> {
+    let target = Target::parse(&args.target)?;
+    let addr = runtime.block_on(target.resolve())?[0];
+    let expect = match (&args.expect, args.request.as_str()) {
+        (Some(prefix), _) => Expect::Prefix(prefix.as_bytes().to_vec()),
+        (None, request) if request.eq_ignore_ascii_case("TIME") => Expect::JamTime,
+        (None, _) => {
+            return Err(ClientError::Address(
+                "--request needs --expect (what a good reply starts with)".into(),
+            ));
+        }
+    };
+    let mode = match (args.rate, args.connect_per_request) {
+        (Some(rate), _) => Mode::OpenLoop(rate),
+        (None, true) => Mode::ConnectPerRequest,
+        (None, false) => Mode::ClosedLoop,
+    };
+    let mut connections = args.connections.max(1);
+    // Raise our own descriptor limit as far as allowed, and say so if -c still does not fit.
+    if let Ok(limit) = jam::config::raise_open_file_limit() {
+        let usable = usize::try_from(limit.saturating_sub(32)).unwrap_or(usize::MAX);
+        if mode != Mode::ConnectPerRequest && connections > usable {
+            eprintln!(
+                "jam bench: the open-file limit ({limit}) allows only {usable} connections; using -c {usable}"
+            );
+            connections = usable;
+        }
+    }
+    let many = mode == Mode::ConnectPerRequest || connections > 1000;
+    let sources = match args.sources {
+        Some(n) if n > 1 => bench::loopback_sources(addr, n),
+        Some(_) => Vec::new(),
+        None if many => bench::loopback_sources(addr, 16),
+        None => Vec::new(),
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let requests = match (args.requests, args.duration) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(100_000),
+    };
+    let config = BenchConfig {
+        target: addr,
+        connections,
+        pipeline: args.pipeline.max(1),
+        requests,
+        duration: args.duration,
+        mode,
+        request: args.request.as_bytes().to_vec(),
+        quit: args.quit.as_bytes().to_vec(),
+        expect,
+        threads,
+        timeout: args.timeout,
+        sources,
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(&config, progress.clone());
+    let report = bench::run(&config, progress);
+    if let Some((bar, stop)) = bar {
+        stop.store(true, Ordering::Relaxed);
+        let _ = bar.join();
+    }
+    print_report(&config, &report, args.json);
+    Ok(report)
+}
+
+type ProgressThread = (
+    std::thread::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
+
+/// A live progress line on a terminal; nothing when stderr is not one.
+fn progress_bar(config: &BenchConfig, progress: Arc<Progress>) -> Option<ProgressThread> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match (config.requests, config.duration) {
+        (Some(n), _) => indicatif::ProgressBar::new(n),
+        (None, _) => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = stop.clone();
+    let started = std::time::Instant::now();
+    let handle = std::thread::spawn(move || {
+        while !done.load(Ordering::Relaxed) {
+            let ok = progress.ok.load(Ordering::Relaxed);
+            let errors = progress.errors.load(Ordering::Relaxed);
+            bar.set_position(ok + errors);
+            let rate = ok as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!("{rate:.0} req/s, {errors} errors"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    });
+    Some((handle, stop))
+}
+
+fn print_report(config: &BenchConfig, report: &BenchReport, as_json: bool) {
+    let ms = |q: f64| report.latency.value_at_quantile(q) as f64 / 1e6;
+    let max_ms = report.latency.max() as f64 / 1e6;
+    let mode = match config.mode {
+        Mode::ClosedLoop => "closed loop".to_string(),
+        Mode::OpenLoop(rate) => format!("open loop at {rate} req/s"),
+        Mode::ConnectPerRequest => "connection per request".to_string(),
+    };
+    if as_json {
+        let errors: serde_json::Map<_, _> = report
+            .errors
+            .iter()
+            .map(|(k, v)| (k.name().to_string(), json!(v)))
+            .collect();
+        let line = json!({
+            "target": config.target.to_string(),
+            "mode": mode,
+            "connections": config.connections,
+            "pipeline": config.pipeline,
+            "threads": config.threads,
+            "ok": report.ok,
+            "errors": errors,
+            "error_count": report.error_count(),
+            "elapsed_s": report.elapsed.as_secs_f64(),
+            "rps": report.throughput(),
+            "latency_ms": {
+                "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": max_ms,
+            },
+            "client_cpu_s": report.cpu.as_secs_f64(),
+            "client_cpu_share": report.cpu_share(),
+            "connections_opened": report.connections,
+        });
+        println!("{line}");
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "jam bench {}: {} connections, pipeline {}, {mode}, {} threads",
+        config.target, config.connections, config.pipeline, config.threads
+    );
+    let _ = writeln!(
+        out,
+        "  requests    {} ok, {} errors in {:.2} s",
+        report.ok,
+        report.error_count(),
+        report.elapsed.as_secs_f64()
+    );
+    let _ = writeln!(out, "  throughput  {:.0} req/s", report.throughput());
+    let _ = writeln!(
+        out,
+        "  latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(0.999),
+        max_ms
+    );
+    let _ = writeln!(
+        out,
+        "  client CPU  {:.2} s ({:.0}% of one core)",
+        report.cpu.as_secs_f64(),
+        report.cpu_share() * 100.0
+    );
+    if report.errors.is_empty() {
+        let _ = writeln!(out, "  errors      none");
+    } else {
+        for (kind, n) in &report.errors {
+            let _ = writeln!(out, "  errors      {n} {}", kind.name());
+        }
+    }
 }

@@ -1,0 +1,705 @@
+//! The load generator behind `jam bench`: closed loop (`-c` connections × `-P` pipeline depth),
+//! open loop at a fixed `--rate` (latency from each request's intended send time, so a stalled
+//! server cannot hide its tail: no coordinated omission), or a new connection per request.
+//!
+//! Each load thread runs a single-threaded runtime with its share of the connections and its own
+//! histogram; nothing is shared per request except one atomic add per batch of replies.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use memchr::memchr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+use crate::protocol::Reply;
+
+/// What counts as a good reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A valid `JAM hh:mm:ss` line.
+    JamTime,
+    /// A line starting with these bytes (e.g. `+PONG` for Redis).
+    Prefix(Vec<u8>),
+}
+
+impl Expect {
+    fn check(&self, line: &[u8]) -> Result<(), ErrorKind> {
+        match self {
+            Expect::JamTime => match Reply::parse(line) {
+                Reply::Time(_) => Ok(()),
+                Reply::Error(_) => Err(ErrorKind::ServerError),
+                Reply::Invalid(_) => Err(ErrorKind::InvalidReply),
+            },
+            Expect::Prefix(prefix) if line.starts_with(prefix) => Ok(()),
+            Expect::Prefix(_) if line.starts_with(b"ERR") || line.starts_with(b"-ERR") => {
+                Err(ErrorKind::ServerError)
+            }
+            Expect::Prefix(_) => Err(ErrorKind::InvalidReply),
+        }
+    }
+}
+
+/// How the load is offered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// Each connection keeps `pipeline` requests in flight.
+    ClosedLoop,
+    /// Requests are sent at this total rate (per second), whatever the replies do.
+    OpenLoop(f64),
+    /// Each request on a new connection: connect, request, reply, quit.
+    ConnectPerRequest,
+}
+
+/// A benchmark run's settings.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Server address.
+    pub target: SocketAddr,
+    /// Concurrent connections (workers, with [`Mode::ConnectPerRequest`]).
+    pub connections: usize,
+    /// Requests in flight per connection (closed loop).
+    pub pipeline: usize,
+    /// Stop after this many requests…
+    pub requests: Option<u64>,
+    /// …or after this long.
+    pub duration: Option<Duration>,
+    /// How load is offered.
+    pub mode: Mode,
+    /// The request line, without CR LF.
+    pub request: Vec<u8>,
+    /// The goodbye line for connect-per-request (empty: just close).
+    pub quit: Vec<u8>,
+    /// What a good reply looks like.
+    pub expect: Expect,
+    /// Load threads.
+    pub threads: usize,
+    /// Longest wait for a reply or a connection.
+    pub timeout: Duration,
+    /// Local addresses to connect from, round robin (empty: let the kernel choose).
+    pub sources: Vec<IpAddr>,
+}
+
+/// Kinds of failure, counted separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorKind {
+    /// Connection refused.
+    Refused,
+    /// Connecting failed otherwise (timeout, no ports…).
+    Connect,
+    /// The connection was reset.
+    Reset,
+    /// The server closed the connection with requests outstanding.
+    Closed,
+    /// No reply within the timeout.
+    Timeout,
+    /// A reply that does not match `--expect`.
+    InvalidReply,
+    /// An error line from the server.
+    ServerError,
+}
+
+impl ErrorKind {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "connection refused",
+            ErrorKind::Connect => "connect failed",
+            ErrorKind::Reset => "connection reset",
+            ErrorKind::Closed => "closed by server",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::InvalidReply => "invalid reply",
+            ErrorKind::ServerError => "server error",
+        }
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Valid replies.
+    pub ok: u64,
+    /// Failures by kind (a failed connection counts the requests it could not send once).
+    pub errors: BTreeMap<ErrorKind, u64>,
+    /// Wall time of the measurement.
+    pub elapsed: Duration,
+    /// Latency of valid replies, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// CPU time the load generator itself used (user + system).
+    pub cpu: Duration,
+    /// Connections that were established.
+    pub connections: u64,
+}
+
+impl BenchReport {
+    /// Valid replies per second.
+    pub fn throughput(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Total failures.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// The load generator's CPU use as a share of one core.
+    pub fn cpu_share(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Progress counters, readable while a run goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Valid replies so far.
+    pub ok: AtomicU64,
+    /// Failures so far.
+    pub errors: AtomicU64,
+}
+
+/// Shared run state: the request budget and the stop flag.
+struct Control {
+    /// Requests not yet handed out (with `-n`); unused with `-z`.
+    budget: Option<AtomicI64>,
+    stop: AtomicBool,
+    progress: Arc<Progress>,
+    deadline: Option<Instant>,
+}
+
+impl Control {
+    /// Takes up to `want` requests from the budget; 0 when the run is over.
+    fn take(&self, want: usize) -> usize {
+        if self.stop.load(Ordering::Relaxed) {
+            return 0;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.stop.store(true, Ordering::Relaxed);
+            return 0;
+        }
+        match &self.budget {
+            None => want,
+            Some(budget) => {
+                let want = want as i64;
+                let before = budget.fetch_sub(want, Ordering::Relaxed);
+                before.clamp(0, want) as usize
+            }
+        }
+    }
+}
+
+/// Per-thread results, merged at the end.
+struct ThreadStats {
+    ok: u64,
+    errors: BTreeMap<ErrorKind, u64>,
+    latency: Histogram<u64>,
+    connections: u64,
+}
+
+impl ThreadStats {
+    fn new() -> Self {
+        ThreadStats {
+            ok: 0,
+            errors: BTreeMap::new(),
+            latency: new_histogram(),
+            connections: 0,
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 100 s at 3 significant digits; values are clamped into range.
+    Histogram::new_with_bounds(1_000, 100_000_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+type Stats = Rc<RefCell<ThreadStats>>;
+
+/// Runs a benchmark to completion. `progress` is updated as replies arrive.
+pub fn run(config: &BenchConfig, progress: Arc<Progress>) -> BenchReport {
+    let cpu_before = process_cpu_time();
+    let start = Instant::now();
+    let control = Arc::new(Control {
+        budget: config.requests.map(|n| AtomicI64::new(n as i64)),
+        stop: AtomicBool::new(false),
+        progress,
+        deadline: config.duration.map(|d| start + d),
+    });
+    let threads = config.threads.clamp(1, config.connections.max(1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let config = config.clone();
+            let control = control.clone();
+            std::thread::Builder::new()
+                .name(format!("jam-bench-{t}"))
+                .spawn(move || run_thread(t, threads, &config, &control))
+        })
+        .collect();
+    let mut report = BenchReport {
+        ok: 0,
+        errors: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+        latency: new_histogram(),
+        cpu: Duration::ZERO,
+        connections: 0,
+    };
+    for handle in handles {
+        let Ok(handle) = handle else { continue };
+        let Ok(stats) = handle.join() else { continue };
+        report.ok += stats.ok;
+        report.connections += stats.connections;
+        for (kind, n) in stats.errors {
+            *report.errors.entry(kind).or_default() += n;
+        }
+        let _ = report.latency.add(&stats.latency);
+    }
+    report.elapsed = start.elapsed();
+    report.cpu = process_cpu_time().saturating_sub(cpu_before);
+    report
+}
+
+fn run_thread(
+    index: usize,
+    threads: usize,
+    config: &BenchConfig,
+    control: &Arc<Control>,
+) -> ThreadStats {
+    let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return ThreadStats::new(),
+    };
+    let local = tokio::task::LocalSet::new();
+    // This thread's connections: index, index + threads, …
+    let mine: Vec<usize> = (index..config.connections).step_by(threads).collect();
+    let per_conn_rate = match config.mode {
+        Mode::OpenLoop(rate) => rate / config.connections.max(1) as f64,
+        _ => 0.0,
+    };
+    local.block_on(&runtime, async {
+        let mut tasks = Vec::new();
+        for conn in mine {
+            let config = config.clone();
+            let control = control.clone();
+            let stats = stats.clone();
+            tasks.push(tokio::task::spawn_local(async move {
+                match config.mode {
+                    Mode::ClosedLoop => closed_loop(conn, &config, &control, &stats).await,
+                    Mode::OpenLoop(_) => {
+                        open_loop(conn, per_conn_rate, &config, &control, &stats).await
+                    }
+                    Mode::ConnectPerRequest => {
+                        connect_per_request(conn, &config, &control, &stats).await
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    Rc::try_unwrap(stats)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|_| ThreadStats::new())
+}
+
+fn fail(stats: &Stats, control: &Control, kind: ErrorKind, count: u64) {
+    if count == 0 {
+        return;
+    }
+    *stats.borrow_mut().errors.entry(kind).or_default() += count;
+    control.progress.errors.fetch_add(count, Ordering::Relaxed);
+}
+
+fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted
+        | std::io::ErrorKind::BrokenPipe => ErrorKind::Reset,
+        std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Closed,
+    }
+}
+
+async fn connect(conn: usize, config: &BenchConfig) -> Result<TcpStream, ErrorKind> {
+    let deadline = Instant::now() + config.timeout;
+    let attempt = async {
+        let socket = match config.target {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }?;
+        if !config.sources.is_empty() {
+            let source = config.sources[conn % config.sources.len()];
+            socket.set_reuseaddr(true)?;
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        socket.connect(config.target).await
+    };
+    match timeout_at(deadline, attempt).await {
+        Err(_) => Err(ErrorKind::Connect),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(ErrorKind::Refused),
+        Ok(Err(_)) => Err(ErrorKind::Connect),
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+    }
+}
+
+/// `copies` request lines back to back, ready to be sliced for any batch size.
+fn request_block(config: &BenchConfig, copies: usize) -> Vec<u8> {
+    let mut line = config.request.clone();
+    line.extend_from_slice(b"\r\n");
+    line.repeat(copies.max(1))
+}
+
+/// Reply lines found in a read buffer, handed out one at a time; keeps a partial line.
+struct LineReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl LineReader {
+    fn new() -> Self {
+        LineReader {
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Reads more bytes; `Ok(false)` at EOF.
+    async fn fill(&mut self, stream: &mut TcpStream) -> std::io::Result<bool> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "reply line too long",
+            ));
+        }
+        let n = stream.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        Ok(n > 0)
+    }
+
+    fn next_line(&mut self) -> Option<&[u8]> {
+        let window = &self.buf[self.start..self.end];
+        let i = memchr(b'\n', window)?;
+        let line = &window[..i];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.start += i + 1;
+        Some(line)
+    }
+}
+
+/// Checks each complete reply line against the oldest outstanding send time.
+fn take_replies(
+    reader: &mut LineReader,
+    sent: &mut VecDeque<Instant>,
+    now: Instant,
+    config: &BenchConfig,
+    stats: &Stats,
+    control: &Control,
+) -> bool {
+    let mut good = 0;
+    let mut bad = BTreeMap::new();
+    let mut stats_ref = stats.borrow_mut();
+    while let Some(line) = reader.next_line() {
+        let Some(at) = sent.pop_front() else {
+            *bad.entry(ErrorKind::InvalidReply).or_insert(0u64) += 1;
+            break;
+        };
+        match config.expect.check(line) {
+            Ok(()) => {
+                good += 1;
+                let nanos = (now - at).as_nanos().min(u128::from(u64::MAX)) as u64;
+                stats_ref.latency.saturating_record(nanos);
+            }
+            Err(kind) => *bad.entry(kind).or_insert(0) += 1,
+        }
+    }
+    stats_ref.ok += good;
+    drop(stats_ref);
+    control.progress.ok.fetch_add(good, Ordering::Relaxed);
+    let clean = bad.is_empty();
+    for (kind, n) in bad {
+        fail(stats, control, kind, n);
+    }
+    clean
+}
+
+async fn closed_loop(conn: usize, config: &BenchConfig, control: &Control, stats: &Stats) {
+    let depth = config.pipeline.max(1);
+    let first = control.take(depth);
+    if first == 0 {
+        return;
+    }
+    let mut stream = match connect(conn, config).await {
+        Ok(s) => s,
+        Err(kind) => return fail(stats, control, kind, first as u64),
+    };
+    stats.borrow_mut().connections += 1;
+    let block = request_block(config, depth);
+    let line_len = config.request.len() + 2;
+    let mut reader = LineReader::new();
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(depth);
+    let mut grant = first;
+    loop {
+        if grant > 0 {
+            let now = Instant::now();
+            if let Err(e) = stream.write_all(&block[..grant * line_len]).await {
+                return fail(stats, control, io_kind(&e), (sent.len() + grant) as u64);
+            }
+            sent.extend(std::iter::repeat_n(now, grant));
+        }
+        if sent.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + config.timeout;
+        match timeout_at(deadline, reader.fill(&mut stream)).await {
+            Err(_) => return fail(stats, control, ErrorKind::Timeout, sent.len() as u64),
+            Ok(Err(e)) => return fail(stats, control, io_kind(&e), sent.len() as u64),
+            Ok(Ok(false)) => return fail(stats, control, ErrorKind::Closed, sent.len() as u64),
+            Ok(Ok(true)) => {}
+        }
+        let before = sent.len();
+        if !take_replies(
+            &mut reader,
+            &mut sent,
+            Instant::now(),
+            config,
+            stats,
+            control,
+        ) {
+            // A wrong reply may mean replies and requests no longer line up: start over.
+            return fail(stats, control, ErrorKind::InvalidReply, 0);
+        }
+        let answered = before - sent.len();
+        grant = if answered > 0 {
+            control.take(answered)
+        } else {
+            0
+        };
+    }
+}
+
+async fn open_loop(conn: usize, rate: f64, config: &BenchConfig, control: &Control, stats: &Stats) {
+    if rate <= 0.0 {
+        return;
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut stream = match connect(conn, config).await {
+        Ok(s) => s,
+        Err(kind) => return fail(stats, control, kind, 1),
+    };
+    stats.borrow_mut().connections += 1;
+    let line_len = config.request.len() + 2;
+    let block = request_block(config, 64);
+    let mut reader = LineReader::new();
+    let mut sent: VecDeque<Instant> = VecDeque::new();
+    // Spread the connections' schedules over one interval.
+    let phase = interval.mul_f64((conn % 1024) as f64 / 1024.0);
+    let mut next = Instant::now() + phase;
+    let mut done = false;
+    loop {
+        if !done && Instant::now() >= next {
+            // Send every request whose intended time has come, stamped with that time.
+            let now = Instant::now();
+            let mut due = 0;
+            while next <= now && due < 64 {
+                sent.push_back(next);
+                next += interval;
+                due += 1;
+            }
+            let granted = control.take(due);
+            for _ in granted..due {
+                sent.pop_back();
+            }
+            if granted == 0 {
+                done = true;
+            } else if let Err(e) = stream.write_all(&block[..granted * line_len]).await {
+                return fail(stats, control, io_kind(&e), sent.len() as u64);
+            }
+        }
+        if done && sent.is_empty() {
+            return;
+        }
+        let reply_deadline = sent.front().map(|&t| t + config.timeout);
+        let wake = match (done, reply_deadline) {
+            (false, Some(d)) => d.min(next),
+            (false, None) => next,
+            (true, Some(d)) => d,
+            (true, None) => return,
+        };
+        tokio::select! {
+            filled = reader.fill(&mut stream) => match filled {
+                Err(e) => return fail(stats, control, io_kind(&e), sent.len() as u64),
+                Ok(false) => return fail(stats, control, ErrorKind::Closed, sent.len() as u64),
+                Ok(true) => {
+                    if !take_replies(&mut reader, &mut sent, Instant::now(), config, stats, control) {
+                        return fail(stats, control, ErrorKind::InvalidReply, sent.len() as u64);
+                    }
+                }
+            },
+            () = sleep_until(wake) => {
+                if reply_deadline.is_some_and(|d| Instant::now() >= d) {
+                    return fail(stats, control, ErrorKind::Timeout, sent.len() as u64);
+                }
+            }
+        }
+    }
+}
+
+async fn connect_per_request(conn: usize, config: &BenchConfig, control: &Control, stats: &Stats) {
+    let mut request = config.request.clone();
+    request.extend_from_slice(b"\r\n");
+    let mut quit = config.quit.clone();
+    if !quit.is_empty() {
+        quit.extend_from_slice(b"\r\n");
+    }
+    let mut reader = LineReader::new();
+    let mut attempt = conn;
+    while control.take(1) == 1 {
+        let start = Instant::now();
+        let mut stream = match connect(attempt, config).await {
+            Ok(s) => s,
+            Err(kind) => {
+                fail(stats, control, kind, 1);
+                continue;
+            }
+        };
+        attempt = attempt.wrapping_add(config.connections.max(1));
+        stats.borrow_mut().connections += 1;
+        reader.start = 0;
+        reader.end = 0;
+        if let Err(e) = stream.write_all(&request).await {
+            fail(stats, control, io_kind(&e), 1);
+            continue;
+        }
+        let mut sent = VecDeque::from([start]);
+        let deadline = start + config.timeout;
+        while !sent.is_empty() {
+            match timeout_at(deadline, reader.fill(&mut stream)).await {
+                Err(_) => fail(stats, control, ErrorKind::Timeout, 1),
+                Ok(Err(e)) => fail(stats, control, io_kind(&e), 1),
+                Ok(Ok(false)) => fail(stats, control, ErrorKind::Closed, 1),
+                Ok(Ok(true)) => {
+                    take_replies(
+                        &mut reader,
+                        &mut sent,
+                        Instant::now(),
+                        config,
+                        stats,
+                        control,
+                    );
+                    continue;
+                }
+            }
+            break;
+        }
+        if !quit.is_empty() {
+            let _ = stream.write_all(&quit).await;
+        }
+    }
+}
+
+/// Local addresses 127.0.0.1 … 127.0.0.n, to spread many connections to a loopback server over
+/// several source addresses, each with its own ephemeral ports.
+pub fn loopback_sources(target: SocketAddr, n: u8) -> Vec<IpAddr> {
+    match target.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => (1..=n.max(1))
+            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// CPU time (user + system) used by this process so far, from /proc (zero where unavailable).
+pub fn process_cpu_time() -> Duration {
+    cpu_time_of("self")
+}
+
+/// CPU time (user + system) used so far by process `pid` (a number or `self`), from /proc.
+pub fn cpu_time_of(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name; USER_HZ is 100.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jam_expectation_is_strict() {
+        let e = Expect::JamTime;
+        assert_eq!(e.check(b"JAM 08:05:09"), Ok(()));
+        assert_eq!(e.check(b"JAM 8:05:09"), Err(ErrorKind::InvalidReply));
+        assert_eq!(e.check(b"ERR server busy"), Err(ErrorKind::ServerError));
+        let redis = Expect::Prefix(b"+PONG".to_vec());
+        assert_eq!(redis.check(b"+PONG"), Ok(()));
+        assert_eq!(redis.check(b"-ERR x"), Err(ErrorKind::ServerError));
+        assert_eq!(redis.check(b"+OK"), Err(ErrorKind::InvalidReply));
+    }
+
+    #[test]
+    fn budget_is_never_overdrawn() {
+        let control = Control {
+            budget: Some(AtomicI64::new(10)),
+            stop: AtomicBool::new(false),
+            progress: Arc::default(),
+            deadline: None,
+        };
+        assert_eq!(control.take(4), 4);
+        assert_eq!(control.take(4), 4);
+        assert_eq!(control.take(4), 2);
+        assert_eq!(control.take(4), 0);
+    }
+
+    #[test]
+    fn line_reader_keeps_partial_lines() {
+        let mut r = LineReader::new();
+        let data = b"JAM 01:02:03\r\nJAM 01:0";
+        r.buf[..data.len()].copy_from_slice(data);
+        r.end = data.len();
+        assert_eq!(r.next_line(), Some(&b"JAM 01:02:03"[..]));
+        assert_eq!(r.next_line(), None);
+    }
+
+    #[test]
+    fn cpu_time_is_readable() {
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(process_cpu_time() > Duration::ZERO);
+    }
+}

@@ -1,0 +1,583 @@
+//! A small async client over the same codec: connect (with a deadline), send requests, read
+//! replies, and estimate the offset between the local clock and a server's clock.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+use crate::clock::TimeOfDay;
+use crate::codec::{Decoder, Frame};
+use crate::config::DEFAULT_PORT;
+use crate::protocol::{Reply, escape_word};
+
+/// Where `jam` connects when no address is given.
+pub const DEFAULT_TARGET: &str = "127.0.0.1:45000";
+
+/// Longest reply line the client accepts.
+const MAX_REPLY: usize = 4096;
+
+/// Why a client operation failed. Each kind has its own process exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The target could not be parsed.
+    #[error(
+        "invalid address {0:?}: expected HOST[:PORT], e.g. 127.0.0.1:45000, [::1]:45000, time.lab"
+    )]
+    Address(String),
+    /// The host name did not resolve.
+    #[error("cannot resolve {host:?}: {reason}")]
+    Dns {
+        /// The name.
+        host: String,
+        /// The resolver's answer.
+        reason: String,
+    },
+    /// Nothing listens at the address.
+    #[error("connection refused by {0} (is jamd running?)")]
+    Refused(SocketAddr),
+    /// The operation did not finish in time.
+    #[error("timed out after {after:?} {what}")]
+    Timeout {
+        /// What was being waited for.
+        what: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The server answered something that is not a jam reply.
+    #[error("invalid reply from server: \"{0}\"")]
+    InvalidReply(String),
+    /// The server answered with an error line.
+    #[error("server error: {0}")]
+    Server(String),
+    /// The server closed the connection before replying.
+    #[error("the server closed the connection before replying")]
+    Closed,
+    /// Another network error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    /// The process exit code for this error (documented in `jam --help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Address(_) => 2,
+            ClientError::Refused(_) => 3,
+            ClientError::Dns { .. } => 4,
+            ClientError::Timeout { .. } => 5,
+            ClientError::InvalidReply(_) => 6,
+            ClientError::Server(_) => 7,
+            ClientError::Closed | ClientError::Io { .. } => 8,
+        }
+    }
+}
+
+/// A parsed `HOST[:PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or IP address (without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Target {
+    /// Parses `HOST[:PORT]`; IPv6 literals go in brackets (`[::1]:45000`), or bare without a port.
+    pub fn parse(s: &str) -> Result<Target, ClientError> {
+        let s = s.trim();
+        let bad = || ClientError::Address(s.to_string());
+        if s.is_empty() {
+            return Err(bad());
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+            }
+        } else if s.matches(':').count() > 1 {
+            (s, None)
+        } else if let Some((host, port)) = s.split_once(':') {
+            (host, Some(port))
+        } else {
+            (s, None)
+        };
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None => DEFAULT_PORT,
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Target {
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// Resolves the host to socket addresses.
+    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, ClientError> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| ClientError::Dns {
+                host: self.host.clone(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(ClientError::Dns {
+                host: self.host.clone(),
+                reason: "no addresses".into(),
+            });
+        }
+        Ok(addrs)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One answered `TIME` request, timed with the local monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeSample {
+    /// The server's time of day.
+    pub time: TimeOfDay,
+    /// When the request was sent.
+    pub sent: Instant,
+    /// When the reply arrived.
+    pub received: Instant,
+}
+
+impl TimeSample {
+    /// Round-trip time.
+    pub fn rtt(&self) -> Duration {
+        self.received - self.sent
+    }
+}
+
+/// A connection to a jam server.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    peer: SocketAddr,
+    decoder: Decoder,
+    /// Bytes received but not yet decoded.
+    pending: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Resolves `target` and connects to the first address that answers, within `limit`.
+    pub async fn connect(target: &Target, limit: Duration) -> Result<Client, ClientError> {
+        let addrs =
+            timeout(limit, target.resolve())
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    what: "resolving the host",
+                    after: limit,
+                })??;
+        let mut last = None;
+        for addr in addrs {
+            match timeout(limit, TcpStream::connect(addr)).await {
+                Err(_) => {
+                    last = Some(ClientError::Timeout {
+                        what: "connecting",
+                        after: limit,
+                    })
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    last = Some(ClientError::Refused(addr))
+                }
+                Ok(Err(e)) => {
+                    last = Some(ClientError::Io {
+                        context: format!("cannot connect to {addr}"),
+                        source: e,
+                    })
+                }
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Client {
+                        stream,
+                        peer: addr,
+                        decoder: Decoder::new(MAX_REPLY),
+                        pending: Vec::new(),
+                        timeout: limit,
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or(ClientError::Closed))
+    }
+
+    /// The address connected to.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends one request line (CR LF is added).
+    pub async fn send(&mut self, line: &str) -> Result<(), ClientError> {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let write = self.stream.write_all(&bytes);
+        match timeout(self.timeout, write).await {
+            Err(_) => Err(ClientError::Timeout {
+                what: "sending",
+                after: self.timeout,
+            }),
+            Ok(Err(e)) => Err(io_error("cannot send", e)),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Reads the next reply line (without CR LF); `None` if the server closed the connection.
+    pub async fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(line) = self.take_line()? {
+                return Ok(Some(line));
+            }
+            let mut buf = [0u8; 4096];
+            let read = tokio::time::timeout_at(deadline, self.stream.read(&mut buf));
+            match read.await {
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        what: "waiting for a reply",
+                        after: self.timeout,
+                    });
+                }
+                Ok(Err(e)) => return Err(io_error("cannot read the reply", e)),
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(n)) => self.pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn take_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        let mut used = 0;
+        let mut line = None;
+        while used < self.pending.len() && line.is_none() {
+            let (n, frame) = self.decoder.decode(&self.pending[used..]);
+            used += n;
+            match frame {
+                Some(Frame::Line(l)) => line = Some(l.to_vec()),
+                Some(Frame::TooLong) => {
+                    return Err(ClientError::InvalidReply(format!(
+                        "a reply line longer than {MAX_REPLY} bytes"
+                    )));
+                }
+                Some(Frame::Telnet(_)) | None => {}
+            }
+        }
+        self.pending.drain(..used);
+        Ok(line)
+    }
+
+    /// Sends `TIME` and returns the server's time of day, timed.
+    pub async fn time(&mut self) -> Result<TimeSample, ClientError> {
+        let sent = Instant::now();
+        self.send("TIME").await?;
+        let line = self.read_line().await?.ok_or(ClientError::Closed)?;
+        let received = Instant::now();
+        match Reply::parse(&line) {
+            Reply::Time(time) => Ok(TimeSample {
+                time,
+                sent,
+                received,
+            }),
+            Reply::Error(message) => Err(ClientError::Server(message.to_string())),
+            Reply::Invalid(bytes) => Err(ClientError::InvalidReply(escaped(bytes))),
+        }
+    }
+
+    /// Sends `QUIT` and waits (briefly) for the server to close.
+    pub async fn quit(mut self) -> Result<(), ClientError> {
+        self.send("QUIT").await?;
+        let mut rest = Vec::new();
+        let _ = timeout(self.timeout, self.stream.read_to_end(&mut rest)).await;
+        Ok(())
+    }
+}
+
+fn io_error(context: &str, source: std::io::Error) -> ClientError {
+    ClientError::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// A reply shown safely: control bytes and invalid UTF-8 escaped, cut at 32 characters.
+pub fn escaped(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    escape_word(bytes, &mut s);
+    s
+}
+
+/// The result of `jam offset`: the server clock minus the local clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OffsetEstimate {
+    /// Best estimate of server clock − local clock, in seconds (the zone difference removed).
+    pub offset: f64,
+    /// Half-width of the interval the true offset is known to lie in, in seconds.
+    pub uncertainty: f64,
+    /// The server's apparent UTC offset (a whole number of quarter hours), in seconds.
+    pub zone_offset: i32,
+    /// Smallest round-trip time seen, in seconds.
+    pub min_rtt: f64,
+    /// Requests used.
+    pub samples: usize,
+}
+
+/// Bounds on the clock offset, narrowed by each sample.
+///
+/// A reply `s` (the server's whole second) to a request sent at local time `t0` and answered at
+/// `t1` says the server read its clock at some local instant `τ` in `[t0, t1]` and that
+/// `s ≤ τ + offset < s + 1`, so `offset ∈ [s − t1, s + 1 − t0)`. Intersecting these intervals over
+/// samples narrows the offset to about one round-trip time, provided some samples straddle a
+/// second boundary of the server's clock; [`estimate_offset`] times its requests so that they do.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetBounds {
+    lo: f64,
+    hi: f64,
+}
+
+impl OffsetBounds {
+    /// No knowledge yet.
+    pub fn new() -> Self {
+        OffsetBounds {
+            lo: f64::NEG_INFINITY,
+            hi: f64::INFINITY,
+        }
+    }
+
+    /// Adds one sample: server second `s` for a request sent at local time `t0`, answered at `t1`
+    /// (all in seconds on the same time line).
+    pub fn add(&mut self, s: f64, t0: f64, t1: f64) {
+        self.lo = self.lo.max(s - t1);
+        self.hi = self.hi.min(s + 1.0 - t0);
+    }
+
+    /// The midpoint and half-width.
+    pub fn estimate(&self) -> (f64, f64) {
+        ((self.lo + self.hi) / 2.0, (self.hi - self.lo) / 2.0)
+    }
+
+    /// Whether the samples contradict each other (the server's clock jumped, or replies are wrong).
+    pub fn is_empty(&self) -> bool {
+        self.lo > self.hi
+    }
+}
+
+impl Default for OffsetBounds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const DAY: f64 = 86_400.0;
+
+/// Wraps a difference of times of day into (−12 h, +12 h].
+fn wrap_day(d: f64) -> f64 {
+    let d = d.rem_euclid(DAY);
+    if d > DAY / 2.0 { d - DAY } else { d }
+}
+
+/// Estimates the server's clock offset with `rounds` requests timed to straddle its second
+/// boundary; see [`OffsetBounds`]. The server reports only a local time of day, so its zone offset
+/// is taken as the nearest quarter hour and offsets beyond ±7.5 minutes cannot be told from it.
+pub async fn estimate_offset(
+    client: &mut Client,
+    rounds: usize,
+) -> Result<OffsetEstimate, ClientError> {
+    // One time line for the whole measurement: the wall clock once, then the monotonic clock.
+    let base_instant = Instant::now();
+    let base_wall = Timestamp::now().as_nanosecond() as f64 / 1e9;
+    let wall = |at: Instant| base_wall + (at - base_instant).as_secs_f64();
+
+    let first = client.time().await?;
+    let tod = |t: TimeOfDay| {
+        f64::from(t.hour()) * 3600.0 + f64::from(t.minute()) * 60.0 + f64::from(t.second())
+    };
+    let raw = wrap_day(tod(first.time) - wall(first.sent).rem_euclid(DAY));
+    let zone_offset = ((raw / 900.0).round() * 900.0) as i32;
+    // The server's second as a Unix time near the local send time.
+    let unwrap = |sample: &TimeSample| {
+        let t0 = wall(sample.sent);
+        let utc_tod = tod(sample.time) - f64::from(zone_offset);
+        t0 + wrap_day(utc_tod - t0.rem_euclid(DAY))
+    };
+
+    let mut bounds = OffsetBounds::new();
+    let mut samples = 0;
+    let mut min_rtt = f64::INFINITY;
+    let mut record = |sample: &TimeSample, bounds: &mut OffsetBounds, min_rtt: &mut f64| {
+        let s = unwrap(sample).round();
+        bounds.add(s, wall(sample.sent), wall(sample.received));
+        *min_rtt = min_rtt.min(sample.rtt().as_secs_f64());
+        samples += 1;
+    };
+    record(&first, &mut bounds, &mut min_rtt);
+
+    // Phase 1: a request every 20 ms until the server's second changes, which bounds the offset
+    // to about 20 ms plus a round trip, within about one second.
+    let mut last = first.time;
+    let phase1_end = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < phase1_end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let sample = client.time().await?;
+        record(&sample, &mut bounds, &mut min_rtt);
+        if sample.time != last {
+            break;
+        }
+        last = sample.time;
+    }
+
+    // Phase 2: bisection. Aim each request so the server reads its clock when the current
+    // estimate says its second turns over; the reply tells on which side the truth lies.
+    for _ in 0..rounds {
+        let (mid, _) = bounds.estimate();
+        let rtt = if min_rtt.is_finite() { min_rtt } else { 0.0 };
+        let now = wall(Instant::now());
+        // Local time at which server time (≈ local + mid) reaches the next whole second,
+        // at least 50 ms from now.
+        let boundary = ((now + 0.05 + mid).ceil()) - mid;
+        let send_at = boundary - rtt / 2.0;
+        let wait = (send_at - now).max(0.0);
+        tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        let sample = client.time().await?;
+        record(&sample, &mut bounds, &mut min_rtt);
+    }
+    if bounds.is_empty() {
+        return Err(ClientError::InvalidReply(
+            "the server's replies contradict each other (did its clock jump?)".into(),
+        ));
+    }
+    let (offset, uncertainty) = bounds.estimate();
+    Ok(OffsetEstimate {
+        offset,
+        uncertainty,
+        zone_offset,
+        min_rtt,
+        samples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        let t = |s| Target::parse(s).expect(s);
+        assert_eq!(
+            t("127.0.0.1"),
+            Target {
+                host: "127.0.0.1".into(),
+                port: 45000
+            }
+        );
+        assert_eq!(
+            t("127.0.0.1:4000"),
+            Target {
+                host: "127.0.0.1".into(),
+                port: 4000
+            }
+        );
+        assert_eq!(
+            t("[::1]:4000"),
+            Target {
+                host: "::1".into(),
+                port: 4000
+            }
+        );
+        assert_eq!(
+            t("[::1]"),
+            Target {
+                host: "::1".into(),
+                port: 45000
+            }
+        );
+        assert_eq!(
+            t("::1"),
+            Target {
+                host: "::1".into(),
+                port: 45000
+            }
+        );
+        assert_eq!(
+            t("time.lab"),
+            Target {
+                host: "time.lab".into(),
+                port: 45000
+            }
+        );
+        assert_eq!(t("[::1]:4000").to_string(), "[::1]:4000");
+        for bad in ["", ":4000", "host:port", "[::1", "[::1]x", "h:99999"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let codes = [
+            ClientError::Address(String::new()).exit_code(),
+            ClientError::Refused("127.0.0.1:1".parse().expect("addr")).exit_code(),
+            ClientError::Dns {
+                host: String::new(),
+                reason: String::new(),
+            }
+            .exit_code(),
+            ClientError::Timeout {
+                what: "",
+                after: Duration::ZERO,
+            }
+            .exit_code(),
+            ClientError::InvalidReply(String::new()).exit_code(),
+            ClientError::Server(String::new()).exit_code(),
+            ClientError::Closed.exit_code(),
+        ];
+        let mut unique = codes.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), codes.len());
+        assert!(!codes.contains(&0) && !codes.contains(&1));
+    }
+
+    #[test]
+    fn a_sample_straddling_a_boundary_narrows_the_offset() {
+        // True offset +0.3 s. Local send at 99.65, reply at 99.75: the server read its clock
+        // at some instant in [99.95, 100.05] of its own time; it said 99 or 100.
+        let mut b = OffsetBounds::new();
+        b.add(99.0, 99.0, 99.1);
+        let (_, wide) = b.estimate();
+        assert!((wide - 0.55).abs() < 1e-9);
+        b.add(100.0, 99.65, 99.75);
+        let (mid, half) = b.estimate();
+        assert!(half < 0.5);
+        assert!((mid - 0.3).abs() <= half + 1e-9, "{mid} ± {half}");
+    }
+
+    #[test]
+    fn day_wrap() {
+        assert_eq!(wrap_day(86_000.0), -400.0);
+        assert_eq!(wrap_day(-86_000.0), 400.0);
+        assert_eq!(wrap_day(25_200.0), 25_200.0);
+    }
+}
