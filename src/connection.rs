@@ -8,10 +8,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future as _;
 use std::io::{self, Read as _};
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use socket2::SockRef;
@@ -189,11 +191,14 @@ impl Session {
         tokio::pin!(timer);
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        let mut registered = false;
         let mut draining = false;
         loop {
             if let Some(reason) = self.ending {
                 return reason;
             }
+            // Checked on every pass, so a client that never stops sending still sees shutdown.
+            draining = draining || shutdown.is_cancelled();
             let room = self.out.len() < config.max_output;
             if room && !self.held.is_empty() {
                 self.process_held(shared);
@@ -239,7 +244,19 @@ impl Session {
                         return reason;
                     }
                 }
-                () = &mut cancelled, if !draining => draining = true,
+                // Every session waits on the same token, and polling its `Notified` takes a lock
+                // shared by all of them; register this task's waker once, then rely on the
+                // atomic check above. Cancellation wakes the registered waker.
+                () = std::future::poll_fn(|cx| {
+                    if shutdown.is_cancelled() {
+                        return Poll::Ready(());
+                    }
+                    if !registered {
+                        registered = true;
+                        return cancelled.as_mut().poll(cx);
+                    }
+                    Poll::Pending
+                }), if !draining => draining = true,
             }
             if self.rearm {
                 self.rearm = false;
@@ -304,6 +321,14 @@ impl Session {
         }
     }
 
+    /// Queues an error line the server sends on its own (timeouts, end of input).
+    fn queue_error(&mut self, error: ErrorReply<'_>) {
+        if self.out.is_empty() {
+            self.write_progress = Instant::now();
+        }
+        error.encode(&mut self.out);
+    }
+
     /// The client closed its side: a partial request gets an error, then the session ends.
     fn end_of_input(&mut self) {
         self.peer_closed = true;
@@ -311,7 +336,7 @@ impl Session {
             return;
         }
         if self.decoder.finish() == Remainder::PartialLine {
-            ErrorReply::MissingLineEnd.encode(&mut self.out);
+            self.queue_error(ErrorReply::MissingLineEnd);
         }
         self.ending = Some(CloseReason::ClientClosed);
     }
@@ -455,12 +480,12 @@ impl Session {
         }
         if let Some(start) = self.line_started {
             if passed(start, config.line_timeout) {
-                ErrorReply::LineTimeout.encode(&mut self.out);
+                self.queue_error(ErrorReply::LineTimeout);
                 return Some(CloseReason::LineTimeout);
             }
         }
         if passed(self.last_request, config.idle_timeout) {
-            ErrorReply::IdleTimeout.encode(&mut self.out);
+            self.queue_error(ErrorReply::IdleTimeout);
             return Some(CloseReason::IdleTimeout);
         }
         timer.reset(self.next_deadline(config));
