@@ -288,7 +288,7 @@ impl Drop for Jamd {
 /// Extracts the first address from the start-up line `… jamd listening on ADDR[, ADDR]…`.
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on ").nth(1)?;
-    let first = rest.split([',', ' ']).next()?;
+    let first = rest.split([',', ' ', '"']).next()?;
     first.parse().ok()
 }
 
