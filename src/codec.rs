@@ -278,7 +278,10 @@ impl Decoder {
         if seg < end {
             self.save(&input[seg..end]);
         }
-        if self.received > self.max_line {
+        // Inside a telnet command the check waits for the command to end, as it does when the
+        // command arrives whole, so where a read ends never changes the outcome.
+        let in_command = matches!(self.state, State::Iac | State::Option(_));
+        if !in_command && self.received > self.max_line {
             return self.fail(input.len());
         }
         (input.len(), None)

@@ -25,11 +25,15 @@ use tracing::{debug, info};
 
 use crate::codec::{Decoder, Frame, IAC, Remainder, TelnetCommand, telnet};
 use crate::config::{LINGER_MAX_BYTES, ServerConfig};
+use crate::parker::{Meta, Parked, Wake};
 use crate::protocol::{self, ErrorReply, Request};
 use crate::server::Shared;
 
 /// Bytes taken from the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Quiet time before a connection that has sent no request yet is parked.
+const FIRST_PARK_AFTER: Duration = Duration::from_millis(10);
 
 /// A deadline far enough away to mean "never" (tokio caps timers at about two years).
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
@@ -108,30 +112,110 @@ thread_local! {
     });
 }
 
-/// Serves one accepted connection to its end and logs how it ended.
+/// Serves a newly accepted connection until it closes or parks.
 pub(crate) async fn serve(
     stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
+    meta: Meta,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let opened = Instant::now();
     if let Err(e) = stream.set_nodelay(true) {
-        debug!(conn = id, %peer, error = %e, "could not set TCP_NODELAY");
+        debug!(conn = meta.id, peer = %meta.peer, error = %e, "could not set TCP_NODELAY");
     }
-    info!(conn = id, %peer, "connection opened");
-    let mut session = Session::new(id, peer, &shared.config, opened);
-    let reason = session.run(&stream, &shared, &shutdown).await;
+    info!(conn = meta.id, peer = %meta.peer, "connection opened");
+    let session = Session::new(&meta, &shared.config, meta.opened);
+    drive(stream, session, meta, shared, shutdown).await;
+}
+
+/// Serves a session the parker handed back.
+pub(crate) async fn resume(
+    parked: Parked,
+    wake: Wake,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let Parked {
+        stream,
+        meta,
+        requests,
+        last_request,
+    } = parked;
+    let mut session = Session::new(&meta, &shared.config, last_request);
+    session.requests = requests;
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(e) => return log_closed(&meta, &session, CloseReason::from_error(&e)),
+    };
+    if wake == Wake::IdleExpired {
+        session.queue_error(ErrorReply::IdleTimeout);
+        session.ending = Some(CloseReason::IdleTimeout);
+    }
+    drive(stream, session, meta, shared, shutdown).await;
+}
+
+async fn drive(
+    mut stream: TcpStream,
+    mut session: Session,
+    mut meta: Meta,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let reason = loop {
+        match session.run(&stream, &shared, &shutdown).await {
+            Outcome::Close(reason) => break reason,
+            Outcome::Park => {
+                let Some(parker) = shared.parker.get() else {
+                    session.park_after = Duration::ZERO;
+                    continue;
+                };
+                let std_stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => return log_closed(&meta, &session, CloseReason::from_error(&e)),
+                };
+                let parked = Parked {
+                    stream: std_stream,
+                    meta,
+                    requests: session.requests,
+                    last_request: session.last_request,
+                };
+                match parker.park(parked) {
+                    Ok(()) => return,
+                    // The parker has stopped: the server is shutting down; finish here.
+                    Err(parked) => {
+                        meta = parked.meta;
+                        session.park_after = Duration::ZERO;
+                        stream = match TcpStream::from_std(parked.stream) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                return log_closed(&meta, &session, CloseReason::from_error(&e));
+                            }
+                        };
+                    }
+                }
+            }
+        }
+    };
     let reason = session.close(&stream, &shared.config, reason).await;
+    log_closed(&meta, &session, reason);
+}
+
+fn log_closed(meta: &Meta, session: &Session, reason: CloseReason) {
     info!(
-        conn = id,
-        %peer,
+        conn = meta.id,
+        peer = %meta.peer,
         requests = session.requests,
-        duration_ms = opened.elapsed().as_millis() as u64,
+        duration_ms = meta.opened.elapsed().as_millis() as u64,
         reason = %reason,
         "connection closed"
     );
+}
+
+/// How a session's run ends.
+enum Outcome {
+    /// Close the connection (after sending what is owed, for graceful reasons).
+    Close(CloseReason),
+    /// Nothing is in progress and the client is quiet: hand the socket to the parker.
+    Park,
 }
 
 enum Read {
@@ -160,13 +244,17 @@ struct Session {
     ending: Option<CloseReason>,
     /// The client closed its side: no lingering needed.
     peer_closed: bool,
+    /// Park after this long without a complete request (zero: never).
+    park_after: Duration,
+    /// When bytes last arrived or the session (re)started: parking needs quiet since then.
+    last_activity: Instant,
 }
 
 impl Session {
-    fn new(id: u64, peer: SocketAddr, config: &ServerConfig, now: Instant) -> Self {
+    fn new(meta: &Meta, config: &ServerConfig, now: Instant) -> Self {
         Session {
-            id,
-            peer,
+            id: meta.id,
+            peer: meta.peer,
             decoder: Decoder::new(config.max_line),
             out: Vec::new(),
             held: Vec::new(),
@@ -177,6 +265,8 @@ impl Session {
             rearm: false,
             ending: None,
             peer_closed: false,
+            park_after: config.park_after,
+            last_activity: Instant::now(),
         }
     }
 
@@ -185,7 +275,7 @@ impl Session {
         stream: &TcpStream,
         shared: &Shared,
         shutdown: &CancellationToken,
-    ) -> CloseReason {
+    ) -> Outcome {
         let config = &shared.config;
         let timer = sleep_until(self.next_deadline(config));
         tokio::pin!(timer);
@@ -195,7 +285,7 @@ impl Session {
         let mut draining = false;
         loop {
             if let Some(reason) = self.ending {
-                return reason;
+                return Outcome::Close(reason);
             }
             // Checked on every pass, so a client that never stops sending still sees shutdown.
             draining = draining || shutdown.is_cancelled();
@@ -208,9 +298,11 @@ impl Session {
                 // Shutting down: answer what the client already sent, without waiting for more.
                 match self.read(stream, shared, true) {
                     Ok(Read::Data) => continue,
-                    Ok(Read::WouldBlock) if self.ending.is_none() => return CloseReason::Shutdown,
+                    Ok(Read::WouldBlock) if self.ending.is_none() => {
+                        return Outcome::Close(CloseReason::Shutdown);
+                    }
                     Ok(Read::WouldBlock) => continue,
-                    Err(e) => return CloseReason::from_error(&e),
+                    Err(e) => return Outcome::Close(CloseReason::from_error(&e)),
                 }
             }
             let want_read = !draining && room;
@@ -219,29 +311,29 @@ impl Session {
                 (true, true) => Interest::READABLE | Interest::WRITABLE,
                 (true, false) => Interest::READABLE,
                 (false, true) => Interest::WRITABLE,
-                (false, false) => return CloseReason::Shutdown,
+                (false, false) => return Outcome::Close(CloseReason::Shutdown),
             };
             tokio::select! {
                 biased;
                 ready = stream.ready(interest) => {
                     let ready = match ready {
                         Ok(ready) => ready,
-                        Err(e) => return CloseReason::from_error(&e),
+                        Err(e) => return Outcome::Close(CloseReason::from_error(&e)),
                     };
                     if want_write && ready.is_writable() {
                         if let Err(e) = self.flush(stream) {
-                            return CloseReason::from_error(&e);
+                            return Outcome::Close(CloseReason::from_error(&e));
                         }
                     }
                     if want_read && (ready.is_readable() || ready.is_read_closed()) {
                         if let Err(e) = self.read(stream, shared, false) {
-                            return CloseReason::from_error(&e);
+                            return Outcome::Close(CloseReason::from_error(&e));
                         }
                     }
                 }
                 () = &mut timer => {
-                    if let Some(reason) = self.expired(config, timer.as_mut()) {
-                        return reason;
+                    if let Some(outcome) = self.expired(config, timer.as_mut(), draining) {
+                        return outcome;
                     }
                 }
                 // Every session waits on the same token, and polling its `Notified` takes a lock
@@ -289,6 +381,7 @@ impl Session {
             }
             let input = &scratch.input[..n];
             let now = Instant::now();
+            self.last_activity = now;
             if self.out.is_empty() {
                 scratch.output.clear();
                 let used = self.process(input, &mut scratch.output, shared, now);
@@ -306,6 +399,9 @@ impl Session {
 
     fn process_held(&mut self, shared: &Shared) {
         let held = std::mem::take(&mut self.held);
+        if self.out.is_empty() {
+            self.write_progress = Instant::now();
+        }
         let mut out = std::mem::take(&mut self.out);
         let used = self.process(&held, &mut out, shared, Instant::now());
         self.out = out;
@@ -414,8 +510,10 @@ impl Session {
         }
         if self.line_started.is_none() && self.decoder.in_line() {
             self.line_started = Some(now);
-            self.rearm = true;
         }
+        // Any batch can change which deadline comes first (a line started or ended, replies
+        // backed up): have the timer checked. It is only reset when a deadline moved earlier.
+        self.rearm = true;
         input.len() - rest.len()
     }
 
@@ -464,6 +562,9 @@ impl Session {
             (!self.out.is_empty())
                 .then(|| after(self.write_progress, config.write_timeout))
                 .flatten(),
+            self.parkable()
+                .then(|| after(self.last_activity, self.park_delay()))
+                .flatten(),
         ]
         .into_iter()
         .flatten()
@@ -472,24 +573,51 @@ impl Session {
     }
 
     /// The timer fired: end the session if a deadline passed, or re-arm for the next one.
-    fn expired(&mut self, config: &ServerConfig, timer: Pin<&mut Sleep>) -> Option<CloseReason> {
+    fn expired(
+        &mut self,
+        config: &ServerConfig,
+        timer: Pin<&mut Sleep>,
+        draining: bool,
+    ) -> Option<Outcome> {
         let now = Instant::now();
         let passed = |start: Instant, limit: Duration| !limit.is_zero() && now >= start + limit;
         if !self.out.is_empty() && passed(self.write_progress, config.write_timeout) {
-            return Some(CloseReason::WriteTimeout);
+            return Some(Outcome::Close(CloseReason::WriteTimeout));
         }
         if let Some(start) = self.line_started {
             if passed(start, config.line_timeout) {
                 self.queue_error(ErrorReply::LineTimeout);
-                return Some(CloseReason::LineTimeout);
+                return Some(Outcome::Close(CloseReason::LineTimeout));
             }
         }
         if passed(self.last_request, config.idle_timeout) {
             self.queue_error(ErrorReply::IdleTimeout);
-            return Some(CloseReason::IdleTimeout);
+            return Some(Outcome::Close(CloseReason::IdleTimeout));
+        }
+        if !draining && self.parkable() && passed(self.last_activity, self.park_delay()) {
+            return Some(Outcome::Park);
         }
         timer.reset(self.next_deadline(config));
         None
+    }
+
+    /// Whether nothing is in progress, so the session could be parked.
+    fn parkable(&self) -> bool {
+        !self.park_after.is_zero()
+            && self.out.is_empty()
+            && self.held.is_empty()
+            && self.ending.is_none()
+            && !self.decoder.in_line()
+    }
+
+    /// Quiet time before parking: short for a connection that has not asked anything yet (a
+    /// program sends at once; a person or an idle pool takes seconds), longer afterwards.
+    fn park_delay(&self) -> Duration {
+        if self.requests == 0 {
+            self.park_after.min(FIRST_PARK_AFTER)
+        } else {
+            self.park_after
+        }
     }
 
     /// Ends the session: sends what is owed, closes our side, and keeps reading briefly so that

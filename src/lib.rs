@@ -14,6 +14,7 @@
 //! | [`listener`] | binding the dual-stack listener and `--listen` addresses |
 //! | [`server`] | accept loop, connection limit, accept-error back-off, shutdown |
 //! | `connection` | one session: reads, replies, deadlines, output cap, graceful close |
+//! | `parker` | holds idle sessions' sockets outside tokio, so an idle connection costs ~100 bytes |
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
 //! | [`client`] | async client, target parsing, clock-offset estimation |
 //! | [`bench`] | the `jam bench` load generator |
@@ -26,6 +27,7 @@ pub mod config;
 mod connection;
 pub mod listener;
 pub mod logging;
+mod parker;
 pub mod protocol;
 pub mod server;
 

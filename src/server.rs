@@ -2,12 +2,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::clock::LocalClock;
 use crate::config::ServerConfig;
 use crate::connection;
+use crate::parker::{Meta, Parker};
 use crate::protocol::ErrorReply;
 
 /// How many "server busy" replies may be in progress at once; past that, excess connections are
@@ -36,6 +38,10 @@ pub(crate) struct Shared {
     rejected: AtomicU64,
     rejecting: Arc<Semaphore>,
     busy_warning: std::sync::Mutex<RateLimit>,
+    /// Holds idle sessions; set when the server starts running.
+    pub(crate) parker: OnceLock<Parker>,
+    /// Sessions parked now.
+    pub(crate) parked: AtomicUsize,
 }
 
 /// Counts kept by a running server.
@@ -47,6 +53,8 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections turned away with `ERR server busy`.
     pub rejected: u64,
+    /// Sessions that are quiet and parked (counted in `active` too).
+    pub parked: usize,
 }
 
 /// A handle to read a running server's counts.
@@ -66,6 +74,7 @@ impl Shared {
             active: self.active.load(Ordering::Relaxed),
             accepted: self.accepted.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            parked: self.parked.load(Ordering::Relaxed),
         }
     }
 }
@@ -90,6 +99,8 @@ impl Server {
                 rejected: AtomicU64::new(0),
                 rejecting: Arc::new(Semaphore::new(MAX_REJECTING)),
                 busy_warning: std::sync::Mutex::new(RateLimit::new(WARN_INTERVAL)),
+                parker: OnceLock::new(),
+                parked: AtomicUsize::new(0),
             }),
         }
     }
@@ -109,6 +120,22 @@ impl Server {
     /// sent, and returns when all sessions have closed or the grace period has passed.
     pub async fn run(self, shutdown: CancellationToken) -> Stats {
         let tracker = TaskTracker::new();
+        if !self.shared.config.park_after.is_zero() {
+            let started = Parker::start(
+                self.shared.clone(),
+                Handle::current(),
+                tracker.clone(),
+                shutdown.clone(),
+            );
+            match started {
+                Ok(parker) => {
+                    let _ = self.shared.parker.set(parker);
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot start the parker; idle sessions keep their tasks")
+                }
+            }
+        }
         let accept_loops: Vec<_> = self
             .listeners
             .into_iter()
@@ -124,6 +151,9 @@ impl Server {
         shutdown.cancelled().await;
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
+        }
+        if let Some(parker) = self.shared.parker.get() {
+            parker.drain().await;
         }
         tracker.close();
         let grace = self.shared.config.shutdown_grace;
@@ -198,15 +228,19 @@ fn admit(
         reject(stream, peer, shared, tracker);
         return;
     }
-    let active = ActiveGuard(shared.clone());
     shared.accepted.fetch_add(1, Ordering::Relaxed);
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let shared = shared.clone();
-    let shutdown = shutdown.clone();
-    tracker.spawn(async move {
-        let _active = active;
-        connection::serve(stream, peer, id, shared, shutdown).await;
-    });
+    let meta = Meta {
+        id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+        peer,
+        opened: Instant::now(),
+        _active: ActiveGuard(shared.clone()),
+    };
+    tracker.spawn(connection::serve(
+        stream,
+        meta,
+        shared.clone(),
+        shutdown.clone(),
+    ));
 }
 
 /// Sends `ERR server busy` and closes, without ever waiting on the client for long.
@@ -246,7 +280,7 @@ fn reject(stream: TcpStream, peer: SocketAddr, shared: &Shared, tracker: &TaskTr
 }
 
 /// Keeps the active-session count right however a session ends (panics included).
-struct ActiveGuard(Arc<Shared>);
+pub(crate) struct ActiveGuard(Arc<Shared>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
