@@ -162,7 +162,6 @@ async fn a_configured_max_line_is_honoured() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: 1024 bytes + IAC in one read, IP in the next => ERR line too long; all in one read => IP discards the line (FF FC 06 + JAM)"]
 async fn a_telnet_interrupt_split_from_its_iac_near_max_line_is_handled_as_if_unsplit() {
     let clock = Arc::new(jam::ManualClock::new(
         "2026-01-01T08:05:09Z".parse().expect("timestamp"),
@@ -364,7 +363,6 @@ async fn a_client_that_never_reads_is_throttled_then_closed_and_others_are_serve
 }
 
 #[tokio::test]
-#[ignore = "BUG: with max_output below one read's worth of replies (4 KiB), write_timeout is never armed; the client is kept until idle_timeout"]
 async fn a_client_that_never_reads_is_closed_after_the_write_timeout_with_a_4_kib_output_cap() {
     a_client_that_never_reads_is_throttled_then_closed(4 * 1024).await;
 }
