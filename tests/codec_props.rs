@@ -155,7 +155,7 @@ fn cuts() -> impl Strategy<Value = Vec<Index>> {
 }
 
 proptest! {
-    // No regression files: the known failures are pinned by the ignored tests below.
+    // No regression files: each failure found so far is pinned by an explicit test below.
     #![proptest_config(ProptestConfig {
         cases: 256,
         failure_persistence: None,
