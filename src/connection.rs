@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future as _;
 use std::io::{self, Read as _};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -21,12 +21,12 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, debug_span, info};
 
-use crate::codec::{Decoder, Frame, IAC, Remainder, TelnetCommand, telnet};
 use crate::config::{LINGER_MAX_BYTES, ServerConfig};
 use crate::parker::{Meta, Parked, Wake};
-use crate::protocol::{self, ErrorReply, Request};
+use crate::protocol::ErrorReply;
+use crate::responder::{End, Responder};
 use crate::server::Shared;
 
 /// Bytes taken from the socket per read.
@@ -141,7 +141,7 @@ pub(crate) async fn resume(
         last_request,
     } = parked;
     let mut session = Session::new(&meta, &shared.config, last_request);
-    session.requests = requests;
+    session.responder.set_requests(requests);
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
         Err(e) => return log_closed(&meta, &session, CloseReason::from_error(&e)),
@@ -175,7 +175,7 @@ async fn drive(
                 let parked = Parked {
                     stream: std_stream,
                     meta,
-                    requests: session.requests,
+                    requests: session.responder.requests(),
                     last_request: session.last_request,
                 };
                 match parker.park(parked) {
@@ -203,7 +203,7 @@ fn log_closed(meta: &Meta, session: &Session, reason: CloseReason) {
     info!(
         conn = meta.id,
         peer = %meta.peer,
-        requests = session.requests,
+        requests = session.responder.requests(),
         duration_ms = meta.opened.elapsed().as_millis() as u64,
         reason = %reason,
         "connection closed"
@@ -226,14 +226,11 @@ enum Read {
 }
 
 struct Session {
-    id: u64,
-    peer: SocketAddr,
-    decoder: Decoder,
+    responder: Responder,
     /// Replies not yet accepted by the socket.
     out: Vec<u8>,
     /// Input read but not yet handled, because `out` reached the output cap.
     held: Vec<u8>,
-    requests: u64,
     last_request: Instant,
     line_started: Option<Instant>,
     /// When pending output last made progress (or became pending).
@@ -253,12 +250,12 @@ struct Session {
 impl Session {
     fn new(meta: &Meta, config: &ServerConfig, now: Instant) -> Self {
         Session {
-            id: meta.id,
-            peer: meta.peer,
-            decoder: Decoder::new(config.max_line),
+            responder: Responder::new(
+                config.max_line,
+                debug_span!("conn", id = meta.id, peer = %meta.peer),
+            ),
             out: Vec::new(),
             held: Vec::new(),
-            requests: 0,
             last_request: now,
             line_started: None,
             write_progress: now,
@@ -431,90 +428,37 @@ impl Session {
         if self.ending.is_some() {
             return;
         }
-        if self.decoder.finish() == Remainder::PartialLine {
-            self.queue_error(ErrorReply::MissingLineEnd);
+        if self.out.is_empty() {
+            self.write_progress = Instant::now();
         }
+        self.responder.finish(&mut self.out);
         self.ending = Some(CloseReason::ClientClosed);
     }
 
-    /// Decodes `input` and appends the replies to `out`, stopping after a frame that ends the
-    /// session or once `out` reaches the output cap. Returns how many bytes were used.
+    /// Answers the requests in `input` into `out` (up to the output cap) and updates the
+    /// session's deadlines. Returns how many bytes were used.
     fn process(&mut self, input: &[u8], out: &mut Vec<u8>, shared: &Shared, now: Instant) -> usize {
-        let cap = shared.config.max_output;
-        // One clock read per batch: the reply is the same for every TIME in it.
-        let mut time_reply = None;
-        let mut completed_line = false;
-        let mut rest = input;
-        while !rest.is_empty() && out.len() < cap {
-            let (used, frame) = self.decoder.decode(rest);
-            rest = &rest[used..];
-            let Some(frame) = frame else { continue };
-            match frame {
-                Frame::Line(line) => {
-                    completed_line = true;
-                    let request = Request::parse(line);
-                    if request == Request::Blank {
-                        continue;
-                    }
-                    self.requests += 1;
-                    debug!(conn = self.id, peer = %self.peer, request = ?request, "request");
-                    match request {
-                        Request::Time => {
-                            out.extend_from_slice(time_reply.get_or_insert_with(|| {
-                                protocol::time_reply(shared.clock.time_of_day())
-                            }))
-                        }
-                        Request::Quit => self.ending = Some(CloseReason::Quit),
-                        Request::ExtraArguments(command) => {
-                            ErrorReply::ExtraArguments(command).encode(out);
-                        }
-                        Request::Http => {
-                            ErrorReply::NotHttp.encode(out);
-                            self.ending = Some(CloseReason::NotHttp);
-                        }
-                        Request::Unknown(word) => ErrorReply::UnknownCommand(word).encode(out),
-                        Request::Blank => {}
-                    }
-                }
-                Frame::Telnet(command) => match command {
-                    // RFC 854: refuse every option. Refusing DO TIMING-MARK is what a telnet client
-                    // waits for after Ctrl-C before it shows output again.
-                    TelnetCommand::Negotiate {
-                        verb: telnet::DO,
-                        option,
-                    } => out.extend_from_slice(&[IAC, telnet::WONT, option]),
-                    TelnetCommand::Negotiate {
-                        verb: telnet::WILL,
-                        option,
-                    } => out.extend_from_slice(&[IAC, telnet::DONT, option]),
-                    TelnetCommand::EndOfFile => self.ending = Some(CloseReason::Quit),
-                    TelnetCommand::Negotiate { .. }
-                    | TelnetCommand::Interrupt
-                    | TelnetCommand::AbortOutput => {}
-                },
-                Frame::TooLong => {
-                    ErrorReply::LineTooLong {
-                        max: self.decoder.max_line(),
-                    }
-                    .encode(out);
-                    self.ending = Some(CloseReason::LineTooLong);
-                }
-            }
-            if self.ending.is_some() {
-                break;
-            }
+        let batch = self
+            .responder
+            .respond(input, out, &shared.clock, shared.config.max_output);
+        if let Some(end) = batch.end {
+            self.ending = Some(match end {
+                End::Quit => CloseReason::Quit,
+                End::LineTooLong => CloseReason::LineTooLong,
+                End::NotHttp => CloseReason::NotHttp,
+            });
         }
-        if completed_line {
+        if batch.completed_line {
             self.last_request = now;
             self.line_started = None;
         }
-        if self.line_started.is_none() && self.decoder.in_line() {
+        if self.line_started.is_none() && self.responder.in_line() {
             self.line_started = Some(now);
         }
         // Any batch can change which deadline comes first (a line started or ended, replies
         // backed up): have the timer checked. It is only reset when a deadline moved earlier.
         self.rearm = true;
-        input.len() - rest.len()
+        batch.used
     }
 
     /// Writes `bytes` now if the socket takes them; keeps what it does not.
@@ -607,13 +551,13 @@ impl Session {
             && self.out.is_empty()
             && self.held.is_empty()
             && self.ending.is_none()
-            && !self.decoder.in_line()
+            && !self.responder.in_line()
     }
 
     /// Quiet time before parking: short for a connection that has not asked anything yet (a
     /// program sends at once; a person or an idle pool takes seconds), longer afterwards.
     fn park_delay(&self) -> Duration {
-        if self.requests == 0 {
+        if self.responder.requests() == 0 {
             self.park_after.min(FIRST_PARK_AFTER)
         } else {
             self.park_after

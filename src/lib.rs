@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`protocol`] | request parsing and reply encoding, no I/O |
 //! | [`codec`] | line framing with a length cap, telnet command removal |
+//! | [`responder`] | a session's protocol core without I/O: input bytes in, replies out |
 //! | [`clock`] | the time source behind a trait; local time per second, cached |
 //! | [`config`] | every server limit with its default; value parsers |
 //! | [`listener`] | binding the dual-stack listener and `--listen` addresses |
@@ -29,6 +30,7 @@ pub mod listener;
 pub mod logging;
 mod parker;
 pub mod protocol;
+pub mod responder;
 pub mod server;
 
 pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};

@@ -1,0 +1,217 @@
+//! What a session says, without I/O: the bytes a client sent in, the server's reply bytes out.
+//!
+//! [`Responder`] joins the framing ([`crate::codec`]) and the protocol ([`crate::protocol`]) and
+//! answers in order, one clock read per batch. The connection feeds it whatever each read
+//! returned; tests, benchmarks and fuzzers feed it bytes directly.
+
+use tracing::{Span, debug};
+
+use crate::clock::LocalClock;
+use crate::codec::{Decoder, Frame, IAC, Remainder, TelnetCommand, telnet};
+use crate::protocol::{self, ErrorReply, Request};
+
+/// Why a session stops taking input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// `QUIT`, Ctrl-D or telnet end-of-file.
+    Quit,
+    /// A line exceeded the maximum length (the error line was written).
+    LineTooLong,
+    /// An HTTP request (the error line was written).
+    NotHttp,
+}
+
+/// What one call to [`Responder::respond`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Bytes of input used; the rest must be offered again once `out` has room.
+    pub used: usize,
+    /// Whether at least one line was completed (a request, blank or not).
+    pub completed_line: bool,
+    /// Set when the session must end after sending `out`.
+    pub end: Option<End>,
+}
+
+/// A session's protocol state: the partial line and the request count.
+#[derive(Debug)]
+pub struct Responder {
+    decoder: Decoder,
+    requests: u64,
+    span: Span,
+}
+
+impl Responder {
+    /// A responder for lines of at most `max_line` bytes; per-request debug logs go to `span`.
+    pub fn new(max_line: usize, span: Span) -> Self {
+        Responder {
+            decoder: Decoder::new(max_line),
+            requests: 0,
+            span,
+        }
+    }
+
+    /// Requests answered so far (blank lines do not count).
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// Continues a count from an earlier responder of the same session.
+    pub fn set_requests(&mut self, requests: u64) {
+        self.requests = requests;
+    }
+
+    /// Whether part of a line has been received but not completed.
+    pub fn in_line(&self) -> bool {
+        self.decoder.in_line()
+    }
+
+    /// Answers the complete requests in `input`, appending replies to `out`. Stops once `out`
+    /// holds `max_output` bytes or more (the caller offers the unused input again later) or after a
+    /// request that ends the session (the rest of the input is to be ignored).
+    pub fn respond(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        clock: &LocalClock,
+        max_output: usize,
+    ) -> Batch {
+        // One clock read per batch: every TIME in it gets the same reply.
+        let mut time_reply = None;
+        let mut completed_line = false;
+        let mut end = None;
+        let span = &self.span;
+        let mut rest = input;
+        while !rest.is_empty() && out.len() < max_output && end.is_none() {
+            let (used, frame) = self.decoder.decode(rest);
+            rest = &rest[used..];
+            let Some(frame) = frame else { continue };
+            match frame {
+                Frame::Line(line) => {
+                    completed_line = true;
+                    let request = Request::parse(line);
+                    if request == Request::Blank {
+                        continue;
+                    }
+                    self.requests += 1;
+                    debug!(parent: span, request = ?request, "request");
+                    match request {
+                        Request::Time => out.extend_from_slice(
+                            time_reply
+                                .get_or_insert_with(|| protocol::time_reply(clock.time_of_day())),
+                        ),
+                        Request::Quit => end = Some(End::Quit),
+                        Request::ExtraArguments(command) => {
+                            ErrorReply::ExtraArguments(command).encode(out);
+                        }
+                        Request::Http => {
+                            ErrorReply::NotHttp.encode(out);
+                            end = Some(End::NotHttp);
+                        }
+                        Request::Unknown(word) => ErrorReply::UnknownCommand(word).encode(out),
+                        Request::Blank => {}
+                    }
+                }
+                Frame::Telnet(command) => match command {
+                    // RFC 854: refuse every option. Refusing DO TIMING-MARK is what a telnet client
+                    // waits for after Ctrl-C before it shows output again.
+                    TelnetCommand::Negotiate {
+                        verb: telnet::DO,
+                        option,
+                    } => out.extend_from_slice(&[IAC, telnet::WONT, option]),
+                    TelnetCommand::Negotiate {
+                        verb: telnet::WILL,
+                        option,
+                    } => out.extend_from_slice(&[IAC, telnet::DONT, option]),
+                    TelnetCommand::EndOfFile => end = Some(End::Quit),
+                    TelnetCommand::Negotiate { .. }
+                    | TelnetCommand::Interrupt
+                    | TelnetCommand::AbortOutput => {}
+                },
+                Frame::TooLong => {
+                    ErrorReply::LineTooLong {
+                        max: self.decoder.max_line(),
+                    }
+                    .encode(out);
+                    end = Some(End::LineTooLong);
+                }
+            }
+        }
+        Batch {
+            used: input.len() - rest.len(),
+            completed_line,
+            end,
+        }
+    }
+
+    /// The client ended its input: appends `ERR request must end with CR LF` if it stopped in
+    /// the middle of a request, and says whether it did.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
+        let partial = self.decoder.finish() == Remainder::PartialLine;
+        if partial {
+            ErrorReply::MissingLineEnd.encode(out);
+        }
+        partial
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{ManualClock, zone_by_name};
+
+    fn clock() -> LocalClock {
+        let at = "2026-01-01T08:05:09Z".parse().expect("timestamp");
+        LocalClock::new(
+            Arc::new(ManualClock::new(at)),
+            zone_by_name("UTC").expect("zone"),
+        )
+    }
+
+    fn respond_all(input: &[u8]) -> (Vec<u8>, Option<End>) {
+        let mut r = Responder::new(1024, Span::none());
+        let mut out = Vec::new();
+        let batch = r.respond(input, &mut out, &clock(), usize::MAX);
+        (out, batch.end)
+    }
+
+    #[test]
+    fn answers_in_order_and_stops_at_quit() {
+        let (out, end) = respond_all(b"TIME\r\nnope\r\n\r\nTIME now\nQUIT\r\nTIME\r\n");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "JAM 08:05:09\r\nERR unknown command \"nope\" (try TIME or QUIT)\r\nERR TIME takes no arguments\r\n"
+        );
+        assert_eq!(end, Some(End::Quit));
+    }
+
+    #[test]
+    fn stops_at_the_output_cap_and_resumes() {
+        let mut r = Responder::new(1024, Span::none());
+        let input = b"TIME\r\n".repeat(10);
+        let mut out = Vec::new();
+        let first = r.respond(&input, &mut out, &clock(), 28);
+        assert_eq!(first.used, 12);
+        assert_eq!(out.len(), 28);
+        let second = r.respond(&input[first.used..], &mut out, &clock(), usize::MAX);
+        assert_eq!(second.used, 48);
+        assert_eq!(out.len(), 140);
+        assert_eq!(r.requests(), 10);
+    }
+
+    #[test]
+    fn refuses_telnet_options() {
+        let (out, _) = respond_all(b"\xff\xfd\x06\xff\xfb\x01TIME\r\n");
+        assert_eq!(out, b"\xff\xfc\x06\xff\xfe\x01JAM 08:05:09\r\n");
+    }
+
+    #[test]
+    fn a_partial_request_at_end_of_input_gets_an_error() {
+        let mut r = Responder::new(1024, Span::none());
+        let mut out = Vec::new();
+        r.respond(b"TIME", &mut out, &clock(), usize::MAX);
+        assert!(r.finish(&mut out));
+        assert_eq!(out, b"ERR request must end with CR LF\r\n");
+    }
+}
