@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
+/// Re-exported: the clock API speaks jiff's instants, durations and zones.
+pub use jiff::tz::TimeZone;
+pub use jiff::{SignedDuration, Timestamp};
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + 'static {
