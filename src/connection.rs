@@ -376,6 +376,14 @@ impl Session {
                 self.end_of_input();
                 return Ok(Read::Data);
             }
+            if !now && n < scratch.input.len() {
+                // A short read drained the socket: mark it not readable, so the next wait goes to
+                // epoll instead of costing a read() that fails with EAGAIN. tokio keeps the mark
+                // if an event arrived meanwhile, so no data can be missed.
+                let _ = stream.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+            }
             let input = &scratch.input[..n];
             let now = Instant::now();
             self.last_activity = now;
