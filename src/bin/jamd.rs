@@ -73,7 +73,8 @@ struct Args {
     #[arg(long, value_name = "DURATION", env = "JAMD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
 
-    /// Worker threads [default: one per CPU].
+    /// Worker threads [default: one per CPU this process may run on]. With one, jamd uses
+    /// tokio's single-threaded scheduler.
     #[arg(long, value_name = "N", env = "JAMD_THREADS")]
     threads: Option<usize>,
 
@@ -154,10 +155,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         })
     };
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
+    // One worker (one CPU, or --threads 1): tokio's single-threaded scheduler, which has no
+    // work-stealing bookkeeping; more: the multi-threaded one. README, "Runtime shape".
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    });
+    let mut runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
     let runtime = runtime
         .enable_all()
         .thread_name("jamd-worker")
