@@ -853,3 +853,24 @@ async fn bench_prints_no_progress_when_stderr_is_not_a_terminal() {
     assert_eq!(run.stderr, "");
     assert!(run.stdout.contains("throughput"), "{:?}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_into_a_closed_pipe_ends_quietly_without_a_panic() {
+    let server = common::TestServer::default().await;
+    let addr = server.addr.to_string();
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" time "$1" --count 5 --interval 100ms | head -n 1 >/dev/null; exit "${PIPESTATUS:-0}""#)
+            .arg(env!("CARGO_BIN_EXE_jam"))
+            .arg(&addr)
+            .output()
+            .expect("run sh");
+        (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "{status:?} {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}

@@ -13,6 +13,17 @@ use jam::config::parse_duration;
 use jam::protocol::Reply;
 use serde_json::json;
 
+/// Prints a line to stdout. If stdout is gone (`jam bench | head`), stop quietly instead of
+/// panicking: the reader has what it wanted.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, $($arg)*).and_then(|()| out.flush()).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
@@ -218,9 +229,9 @@ async fn time(args: TimeArgs) -> Result<(), ClientError> {
                 "time": text,
                 "rtt_ms": sample.rtt().as_secs_f64() * 1e3,
             });
-            println!("{line}");
+            say!("{line}");
         } else {
-            println!("JAM {text}");
+            say!("JAM {text}");
         }
     }
     client.quit().await
@@ -247,14 +258,15 @@ async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
             "min_rtt_s": estimate.min_rtt,
             "samples": estimate.samples,
         });
-        println!("{line}");
+        say!("{line}");
     } else {
-        println!("server  {peer} (reports local time in {zone_text})");
-        println!(
+        say!("server  {peer} (reports local time in {zone_text})");
+        say!(
             "offset  {:+.4} s ± {:.4} s  (server clock minus local clock)",
-            estimate.offset, estimate.uncertainty
+            estimate.offset,
+            estimate.uncertainty
         );
-        println!(
+        say!(
             "rtt     {:.3} ms (smallest of {} requests)",
             estimate.min_rtt * 1e3,
             estimate.samples
@@ -271,7 +283,7 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
     } else {
         ("", "")
     };
-    println!(
+    say!(
         "connected to {}; type TIME or QUIT (Ctrl-D quits)",
         client.peer()
     );
@@ -290,9 +302,9 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
         let _ = editor.load_history(path);
     }
     let show = |line: &[u8]| match Reply::parse(line) {
-        Reply::Time(_) => println!("{}", String::from_utf8_lossy(line)),
-        Reply::Error(message) => println!("{red}error: {message}{reset}"),
-        Reply::Invalid(bytes) => println!(
+        Reply::Time(_) => say!("{}", String::from_utf8_lossy(line)),
+        Reply::Error(message) => say!("{red}error: {message}{reset}"),
+        Reply::Invalid(bytes) => say!(
             "{red}unexpected reply: \"{}\"{reset}",
             client::escaped(bytes)
         ),
@@ -325,19 +337,19 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
             }
         }
         if closed {
-            println!("server closed the connection");
+            say!("server closed the connection");
             break Ok(());
         }
         runtime.block_on(client.send(command))?;
         if command.eq_ignore_ascii_case("QUIT") {
             let _ = runtime.block_on(client.read_line());
-            println!("bye");
+            say!("bye");
             break Ok(());
         }
         match runtime.block_on(client.read_line()) {
             Ok(Some(reply)) => show(&reply),
             Ok(None) => {
-                println!("server closed the connection");
+                say!("server closed the connection");
                 break Ok(());
             }
             Err(e) => break Err(e),
@@ -504,25 +516,24 @@ fn print_report(config: &BenchConfig, report: &BenchReport, as_json: bool) {
             "client_cpu_share": report.cpu_share(),
             "connections_opened": report.connections,
         });
-        println!("{line}");
+        say!("{line}");
         return;
     }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
+    say!(
         "jam bench {}: {} connections, pipeline {}, {mode}, {} threads",
-        config.target, config.connections, config.pipeline, config.threads
+        config.target,
+        config.connections,
+        config.pipeline,
+        config.threads
     );
-    let _ = writeln!(
-        out,
+    say!(
         "  requests    {} ok, {} errors in {:.2} s",
         report.ok,
         report.error_count(),
         report.elapsed.as_secs_f64()
     );
-    let _ = writeln!(out, "  throughput  {:.0} req/s", report.throughput());
-    let _ = writeln!(
-        out,
+    say!("  throughput  {:.0} req/s", report.throughput());
+    say!(
         "  latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
         ms(0.5),
         ms(0.9),
@@ -530,17 +541,16 @@ fn print_report(config: &BenchConfig, report: &BenchReport, as_json: bool) {
         ms(0.999),
         max_ms
     );
-    let _ = writeln!(
-        out,
+    say!(
         "  client CPU  {:.2} s ({:.0}% of one core)",
         report.cpu.as_secs_f64(),
         report.cpu_share() * 100.0
     );
     if report.errors.is_empty() {
-        let _ = writeln!(out, "  errors      none");
+        say!("  errors      none");
     } else {
         for (kind, n) in &report.errors {
-            let _ = writeln!(out, "  errors      {n} {}", kind.name());
+            say!("  errors      {n} {}", kind.name());
         }
     }
 }

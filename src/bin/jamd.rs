@@ -157,9 +157,9 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     // One worker (one CPU, or --threads 1): tokio's single-threaded scheduler, which has no
     // work-stealing bookkeeping; more: the multi-threaded one. README, "Runtime shape".
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-    });
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let mut runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
