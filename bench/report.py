@@ -23,7 +23,7 @@ from pathlib import Path
 TITLES = {
     1: "closed loop, 50 connections, pipeline 1",
     2: "closed loop, 50 connections, pipeline 16",
-    3: "new connection per request, 20 workers, one source address (--sources 1)",
+    3: "new connection per request, 20 workers",
     4: "open loop at {rate} req/s, 50 connections",
     5: "memory of {idle} idle connections",
     6: "{many} concurrent connections, one request each",
@@ -165,7 +165,7 @@ def main() -> None:
         "TIME_WAIT when the run began (left by earlier connection-heavy runs): jam bench binds "
         "each connection to a source address before connecting, and the kernel's search for a "
         "free port then slows down with their number, so scenarios 3 and 6 can be load-generator-"
-        "bound for that reason (scenario 3 therefore uses --sources 1, which does not bind).\n"
+        "bound for that reason (jam bench waits for the server to close first, so TIME_WAIT stays with the server's port).\n"
     )
 
     chart = {}

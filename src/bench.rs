@@ -536,11 +536,13 @@ fn take_replies(
     stats_ref.ok += good;
     drop(stats_ref);
     control.progress.ok.fetch_add(good, Ordering::Relaxed);
-    let clean = bad.is_empty();
+    if bad.is_empty() {
+        return true;
+    }
     for (kind, n) in bad {
         fail(stats, control, kind, n);
     }
-    clean
+    false
 }
 
 async fn closed_loop(conn: usize, config: &BenchConfig, control: &Control, stats: &Stats) {
@@ -560,6 +562,11 @@ async fn closed_loop(conn: usize, config: &BenchConfig, control: &Control, stats
     let mut checker = Checker::new(&config.expect);
     let mut sent = InFlight::default();
     let mut grant = first;
+    // One timer per connection, moved only when it fires: arming a timer for every read would
+    // cost more than the request itself at pipeline depth 1.
+    let mut last_reply = Instant::now();
+    let watchdog = tokio::time::sleep(config.timeout);
+    tokio::pin!(watchdog);
     loop {
         if grant > 0 {
             let now = Instant::now();
@@ -571,15 +578,27 @@ async fn closed_loop(conn: usize, config: &BenchConfig, control: &Control, stats
         if sent.is_empty() {
             return;
         }
-        let deadline = Instant::now() + config.timeout;
-        match timeout_at(deadline, reader.fill(&mut stream)).await {
-            Err(_) => return fail(stats, control, ErrorKind::Timeout, sent.len() as u64),
-            Ok(Err(e)) => return fail(stats, control, io_kind(&e), sent.len() as u64),
-            Ok(Ok(false)) => return fail(stats, control, ErrorKind::Closed, sent.len() as u64),
-            Ok(Ok(true)) => {}
+        let filled = loop {
+            tokio::select! {
+                biased;
+                filled = reader.fill(&mut stream) => break filled,
+                () = &mut watchdog => {
+                    let due = last_reply + config.timeout;
+                    if Instant::now() >= due {
+                        return fail(stats, control, ErrorKind::Timeout, sent.len() as u64);
+                    }
+                    watchdog.as_mut().reset(due);
+                }
+            }
+        };
+        match filled {
+            Err(e) => return fail(stats, control, io_kind(&e), sent.len() as u64),
+            Ok(false) => return fail(stats, control, ErrorKind::Closed, sent.len() as u64),
+            Ok(true) => {}
         }
         let before = sent.len();
         let now = Instant::now();
+        last_reply = now;
         if !take_replies(&mut reader, &mut sent, &mut checker, now, stats, control) {
             // A wrong reply may mean replies and requests no longer line up: start over.
             return fail(stats, control, ErrorKind::InvalidReply, 0);
