@@ -16,16 +16,6 @@ use tokio::time::Instant;
 
 const LINE_TOO_LONG_1024: &[u8] = b"ERR line too long (max 1024 bytes)\r\n";
 
-#[track_caller]
-fn assert_bytes(got: &[u8], want: &[u8]) {
-    assert_eq!(
-        String::from_utf8_lossy(got),
-        String::from_utf8_lossy(want),
-        "raw: {got:?}"
-    );
-    assert_eq!(got, want);
-}
-
 /// Reads until EOF or a reset, whichever comes first; returns the bytes and how it ended.
 async fn read_until_closed(reader: &mut (impl AsyncRead + Unpin)) -> (Vec<u8>, io::Result<()>) {
     let mut all = Vec::new();

@@ -46,16 +46,6 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-#[track_caller]
-fn assert_bytes(got: &[u8], want: &[u8]) {
-    assert_eq!(
-        String::from_utf8_lossy(got),
-        String::from_utf8_lossy(want),
-        "raw: {got:?}"
-    );
-    assert_eq!(got, want);
-}
-
 // --- TIME -------------------------------------------------------------------------------------
 
 #[tokio::test]

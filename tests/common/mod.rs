@@ -155,6 +155,17 @@ pub async fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     all
 }
 
+/// Asserts exact bytes, showing both sides as text first (easier to read) and raw on failure.
+#[track_caller]
+pub fn assert_bytes(got: &[u8], want: &[u8]) {
+    assert_eq!(
+        String::from_utf8_lossy(got),
+        String::from_utf8_lossy(want),
+        "raw: {got:?}"
+    );
+    assert_eq!(got, want);
+}
+
 /// Asserts that a TIME reply is `JAM hh:mm:ss\r\n` with valid fields.
 pub fn assert_time_reply(reply: &[u8]) {
     assert_eq!(
