@@ -38,7 +38,7 @@ Exit codes:
 
 /// jam: ask a jam time server the time, talk to it, check its clock, load-test it.
 #[derive(Debug, Parser)]
-#[command(name = "jam", version, about, after_help = EXIT_CODES)]
+#[command(name = "jam", version, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 ///
 /// Try it: `nc localhost 45000`, then type TIME.
 #[derive(Debug, Parser)]
-#[command(name = "jamd", version, about, long_about = None)]
+#[command(name = "jamd", version)]
 struct Args {
     /// Address to listen on (repeatable): 127.0.0.1:45000, [::1]:45000, :45000.
     /// [default: [::]:PORT, dual-stack; 0.0.0.0:PORT where IPv6 is unavailable]
