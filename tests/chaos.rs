@@ -1,0 +1,117 @@
+//! Hostile clients against the real `jamd` binary. Each test checks what happens to the bad
+//! client and that a good client on the side is still answered.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A good client: connects, asks the time, and returns the reply and how long it took.
+fn good_client(addr: SocketAddr) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(b"TIME\r\n").expect("send");
+    let mut reply = [0u8; 14];
+    stream.read_exact(&mut reply).expect("reply");
+    (reply.to_vec(), start.elapsed())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_hundred_megabyte_line_gets_one_error_and_memory_stays_flat() {
+    let jamd = Jamd::spawn(&[]);
+    let before = rss_kib(jamd.child.id());
+    let stream = TcpStream::connect(jamd.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut reader = stream.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'A'; 1 << 20];
+        let mut sent = 0usize;
+        let mut stream = stream;
+        while sent < 100 << 20 {
+            match stream.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let mut received = Vec::new();
+    let _ = reader.read_to_end(&mut received);
+    assert_eq!(received, b"ERR line too long (max 1024 bytes)\r\n");
+    let sent = writer.join().expect("writer");
+    assert!(sent < 100 << 20, "the server kept reading all {sent} bytes");
+    let (reply, _) = good_client(jamd.addr);
+    assert_time_reply(&reply);
+    let growth = rss_kib(jamd.child.id()).saturating_sub(before);
+    assert!(growth < 4096, "RSS grew by {growth} KiB");
+}
+
+#[test]
+fn a_storm_of_resets_leaves_the_server_answering_and_its_log_clean() {
+    let jamd = Jamd::spawn(&[]);
+    for _ in 0..500 {
+        let mut stream = TcpStream::connect(jamd.addr).expect("connect");
+        // Pipelined requests, then a reset (SO_LINGER 0) before reading anything.
+        let _ = stream.write_all(&b"TIME\r\n".repeat(100));
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+        drop(stream);
+    }
+    let (reply, _) = good_client(jamd.addr);
+    assert_time_reply(&reply);
+    jamd.wait_for_log("reason=connection reset");
+    let log = jamd.log();
+    assert!(!log.iter().any(|l| l.contains("ERROR")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("panicked")), "{log:?}");
+}
+
+#[test]
+fn random_binary_garbage_gets_only_error_lines_and_the_session_survives() {
+    let jamd = Jamd::spawn(&[]);
+    let mut stream = TcpStream::connect(jamd.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    // A fixed pseudo-random stream without 0xFF (telnet IAC) and line ends only where we put them.
+    let mut x: u32 = 0x9e37_79b9;
+    let mut garbage = Vec::new();
+    for i in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let b = (x % 255) as u8;
+        garbage.push(if b == b'\n' || b == b'\r' { b'x' } else { b });
+        if i % 100 == 99 {
+            garbage.extend_from_slice(b"\r\n");
+        }
+    }
+    garbage.extend_from_slice(b"TIME\r\nQUIT\r\n");
+    stream.write_all(&garbage).expect("send");
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).expect("clean close");
+    let text = String::from_utf8(received).expect("replies are UTF-8");
+    let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 201, "one reply per line, then the TIME");
+    assert!(
+        lines[..200].iter().all(|l| l.starts_with("ERR ")),
+        "{lines:?}"
+    );
+    assert!(lines[200].starts_with("JAM "), "{}", lines[200]);
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\r' && c != '\n')
+    );
+}
