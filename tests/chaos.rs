@@ -71,8 +71,12 @@ fn a_storm_of_resets_leaves_the_server_answering_and_its_log_clean() {
             .expect("linger");
         drop(stream);
     }
-    let (reply, _) = good_client(jamd.addr);
+    let (reply, took) = good_client(jamd.addr);
     assert_time_reply(&reply);
+    assert!(
+        took < Duration::from_secs(1),
+        "a good client waited {took:?}"
+    );
     jamd.wait_for_log("reason=connection reset");
     let log = jamd.log();
     assert!(!log.iter().any(|l| l.contains("ERROR")), "{log:?}");
@@ -99,6 +103,12 @@ fn random_binary_garbage_gets_only_error_lines_and_the_session_survives() {
     }
     garbage.extend_from_slice(b"TIME\r\nQUIT\r\n");
     stream.write_all(&garbage).expect("send");
+    let (reply, took) = good_client(jamd.addr);
+    assert_time_reply(&reply);
+    assert!(
+        took < Duration::from_secs(1),
+        "a good client waited {took:?}"
+    );
     let mut received = Vec::new();
     stream.read_to_end(&mut received).expect("clean close");
     let text = String::from_utf8(received).expect("replies are UTF-8");

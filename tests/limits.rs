@@ -227,6 +227,7 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() {
     let server = TestServer::start(with_idle(idle)).await;
     let mut client = server.connect().await;
     let start = Instant::now();
+    assert_served_promptly(server.addr).await;
     assert_bytes(&read_to_eof(&mut client).await, b"ERR idle timeout\r\n");
     assert!(
         start.elapsed() >= idle,
@@ -285,6 +286,7 @@ async fn a_line_dripping_in_is_closed_after_the_line_timeout() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    assert_served_promptly(server.addr).await;
     let (got, end) = read_until_closed(&mut reader).await;
     let elapsed = start.elapsed();
     drip.abort();

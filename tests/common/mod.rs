@@ -155,6 +155,20 @@ pub async fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     all
 }
 
+/// A good client on the side: connects, asks the time, and must be answered within a second (a
+/// bound that only a blocked server misses, not a performance target).
+pub async fn assert_served_promptly(addr: SocketAddr) {
+    let start = Instant::now();
+    let mut client = connect(addr).await;
+    send(&mut client, b"TIME\r\n").await;
+    assert_time_reply(&read_line(&mut client).await);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "a good client waited {took:?}"
+    );
+}
+
 /// Asserts exact bytes, showing both sides as text first (easier to read) and raw on failure.
 #[track_caller]
 pub fn assert_bytes(got: &[u8], want: &[u8]) {
