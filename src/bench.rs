@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use memchr::memchr;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout_at};
@@ -396,9 +396,10 @@ impl LineReader {
         Ok(n > 0)
     }
 
+    #[cfg(test)]
     fn next_line(&mut self) -> Option<&[u8]> {
         let window = &self.buf[self.start..self.end];
-        let i = memchr(b'\n', window)?;
+        let i = memchr::memchr(b'\n', window)?;
         let line = &window[..i];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         self.start += i + 1;
@@ -442,6 +443,24 @@ impl InFlight {
         }
     }
 
+    /// Removes the `n` oldest requests, calling `record(sent_at, count)` once per run.
+    fn take_oldest(&mut self, mut n: usize, mut record: impl FnMut(Instant, u64)) {
+        while n > 0 {
+            let Some((at, count)) = self.runs.front_mut() else {
+                return;
+            };
+            let take = (n as u64).min(*count);
+            record(*at, take);
+            *count -= take;
+            self.len -= take as usize;
+            n -= take as usize;
+            if *count == 0 {
+                self.runs.pop_front();
+            }
+        }
+    }
+
+    #[cfg(test)]
     fn pop_oldest(&mut self) -> Option<Instant> {
         let (at, count) = self.runs.front_mut()?;
         let at = *at;
@@ -482,7 +501,7 @@ impl Checker {
     }
 
     fn check(&mut self, line: &[u8]) -> Result<(), ErrorKind> {
-        if !self.last_good.is_empty() && line == self.last_good.as_slice() {
+        if !self.last_good.is_empty() && same_bytes(line, &self.last_good) {
             return Ok(());
         }
         self.expect.check(line)?;
@@ -492,12 +511,27 @@ impl Checker {
     }
 }
 
+/// Byte equality that compares short lines (8–16 bytes, like `JAM hh:mm:ss`) with two 8-byte
+/// loads instead of a call to `memcmp`.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word =
+            |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
 fn nanos(d: Duration) -> u64 {
     d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
-/// Checks each complete reply line against the oldest request in flight and records latencies.
-/// Returns false if any reply was wrong.
+/// Checks each complete reply line (in order, against the requests in flight) and records the
+/// latencies of the answered requests. Returns false if any reply was wrong.
 fn take_replies(
     reader: &mut LineReader,
     in_flight: &mut InFlight,
@@ -506,37 +540,58 @@ fn take_replies(
     stats: &Stats,
     control: &Control,
 ) -> bool {
-    let mut good = 0;
+    let window = &reader.buf[reader.start..reader.end];
+    let mut pos = 0;
+    let mut lines = 0;
     let mut bad = BTreeMap::new();
-    let mut stats_ref = stats.borrow_mut();
-    let mut run: Option<(Instant, u64)> = None;
-    while let Some(line) = reader.next_line() {
-        let Some(at) = in_flight.pop_oldest() else {
+    while pos < window.len() {
+        let rest = &window[pos..];
+        // Fast path: the same reply as the last good one, then CR LF (no search needed).
+        let known = checker.last_good.len();
+        let repeat = known > 0
+            && rest.len() >= known + 2
+            && rest[known] == b'\r'
+            && rest[known + 1] == b'\n'
+            && same_bytes(&rest[..known], &checker.last_good);
+        let end = if repeat {
+            known + 2
+        } else {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => i + 1,
+                None => break,
+            }
+        };
+        if lines == in_flight.len() {
+            // More replies than requests: the stream no longer lines up.
             *bad.entry(ErrorKind::InvalidReply).or_insert(0u64) += 1;
             break;
-        };
-        match checker.check(line) {
-            Ok(()) => {
-                good += 1;
-                match &mut run {
-                    Some((start, n)) if *start == at => *n += 1,
-                    _ => {
-                        if let Some((start, n)) = run.replace((at, 1)) {
-                            stats_ref.latency.saturating_record_n(nanos(now - start), n);
-                        }
-                    }
-                }
-            }
-            Err(kind) => *bad.entry(kind).or_insert(0) += 1,
         }
+        lines += 1;
+        if !repeat {
+            let line = &rest[..end - 1];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Err(kind) = checker.check(line) {
+                *bad.entry(kind).or_insert(0u64) += 1;
+            }
+        }
+        pos += end;
     }
-    if let Some((start, n)) = run {
-        stats_ref.latency.saturating_record_n(nanos(now - start), n);
-    }
+    reader.start += pos;
+    let errors: u64 = bad.values().sum();
+    let good = lines as u64 - errors.min(lines as u64);
+    let mut stats_ref = stats.borrow_mut();
+    // Latencies are recorded when the whole batch was good (the usual case); a batch with a bad
+    // reply ends the connection anyway.
+    let clean = bad.is_empty();
+    in_flight.take_oldest(lines, |at, n| {
+        if clean {
+            stats_ref.latency.saturating_record_n(nanos(now - at), n);
+        }
+    });
     stats_ref.ok += good;
     drop(stats_ref);
     control.progress.ok.fetch_add(good, Ordering::Relaxed);
-    if bad.is_empty() {
+    if clean {
         return true;
     }
     for (kind, n) in bad {
@@ -815,6 +870,21 @@ mod tests {
         assert_eq!(f.pop_oldest(), Some(t0));
         assert_eq!(f.pop_oldest(), None);
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn same_bytes_matches_slice_equality() {
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"JAM 01:02:03", b"JAM 01:02:03"),
+            (b"JAM 01:02:03", b"JAM 01:02:04"),
+            (b"JAM 01:02:03", b"XAM 01:02:03"),
+            (b"JAM 01:02:0", b"JAM 01:02:03"),
+            (b"+PONG", b"+PONG"),
+            (b"VERSION 1.6.18 x", b"VERSION 1.6.18 y"),
+        ];
+        for (a, b) in cases {
+            assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+        }
     }
 
     #[test]
