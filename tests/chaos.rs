@@ -125,3 +125,96 @@ fn random_binary_garbage_gets_only_error_lines_and_the_session_survives() {
             .any(|c| c.is_control() && c != '\r' && c != '\n')
     );
 }
+
+fn read_all(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[test]
+fn a_slow_drip_is_cut_off_by_the_line_timeout_while_others_are_served() {
+    let jamd = Jamd::spawn(&["--line-timeout", "300ms"]);
+    let mut drip = TcpStream::connect(jamd.addr).expect("connect");
+    drip.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut writer = drip.try_clone().expect("clone");
+    let start = Instant::now();
+    let dripper = std::thread::spawn(move || {
+        for byte in b"TIME".iter().cycle().take(40) {
+            if writer.write_all(&[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (reply, took) = good_client(jamd.addr);
+    assert_time_reply(&reply);
+    assert!(
+        took < Duration::from_secs(1),
+        "a good client waited {took:?}"
+    );
+    assert_eq!(read_all(&mut drip), b"ERR line timeout\r\n");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "bytes kept the line alive"
+    );
+    let _ = dripper.join();
+}
+
+#[test]
+fn a_silent_connection_is_closed_by_the_idle_timeout_while_others_are_served() {
+    let jamd = Jamd::spawn(&["--idle-timeout", "300ms"]);
+    let mut silent = TcpStream::connect(jamd.addr).expect("connect");
+    silent.set_read_timeout(Some(WAIT)).expect("timeout");
+    let (reply, took) = good_client(jamd.addr);
+    assert_time_reply(&reply);
+    assert!(
+        took < Duration::from_secs(1),
+        "a good client waited {took:?}"
+    );
+    assert_eq!(read_all(&mut silent), b"ERR idle timeout\r\n");
+}
+
+#[test]
+fn a_client_that_never_reads_is_throttled_and_closed_while_others_are_served() {
+    let jamd = Jamd::spawn(&["--max-output", "4KiB", "--write-timeout", "500ms"]);
+    let before = rss_kib(jamd.child.id());
+    let mut hog = TcpStream::connect(jamd.addr).expect("connect");
+    hog.set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    // Write requests and never read: the server stops reading once its replies back up, so our
+    // writes soon block; after the write timeout the server closes the connection.
+    let chunk = b"TIME\r\n".repeat(10_000);
+    let start = Instant::now();
+    let mut written = 0usize;
+    let closed = loop {
+        match hog.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break true,
+        }
+        if start.elapsed() > WAIT {
+            break false;
+        }
+        let (reply, took) = good_client(jamd.addr);
+        assert_time_reply(&reply);
+        assert!(
+            took < Duration::from_secs(1),
+            "a good client waited {took:?}"
+        );
+    };
+    assert!(
+        closed,
+        "the server never closed a client that does not read ({written} bytes written)"
+    );
+    let growth = rss_kib(jamd.child.id()).saturating_sub(before);
+    assert!(growth < 4096, "RSS grew by {growth} KiB");
+}
