@@ -28,6 +28,9 @@ pub enum ClientError {
         "invalid address {0:?}: expected HOST[:PORT], e.g. 127.0.0.1:45000, [::1]:45000, time.lab"
     )]
     Address(String),
+    /// A command line that cannot work as given.
+    #[error("{0}")]
+    Usage(String),
     /// The host name did not resolve.
     #[error("cannot resolve {host:?}: {reason}")]
     Dns {
@@ -71,7 +74,7 @@ impl ClientError {
     /// The process exit code for this error (documented in `jam --help`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::Address(_) => 2,
+            ClientError::Address(_) | ClientError::Usage(_) => 2,
             ClientError::Refused(_) => 3,
             ClientError::Dns { .. } => 4,
             ClientError::Timeout { .. } => 5,

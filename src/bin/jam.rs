@@ -387,8 +387,8 @@ fn run_bench(
         (Some(prefix), _) => Expect::Prefix(prefix.as_bytes().to_vec()),
         (None, request) if request.eq_ignore_ascii_case("TIME") => Expect::JamTime,
         (None, _) => {
-            return Err(ClientError::Address(
-                "--request needs --expect (what a good reply starts with)".into(),
+            return Err(ClientError::Usage(
+                "--request needs --expect (what a good reply starts with), e.g. --request PING --expect +PONG".into(),
             ));
         }
     };
