@@ -395,16 +395,6 @@ impl LineReader {
         self.end += n;
         Ok(n > 0)
     }
-
-    #[cfg(test)]
-    fn next_line(&mut self) -> Option<&[u8]> {
-        let window = &self.buf[self.start..self.end];
-        let i = memchr::memchr(b'\n', window)?;
-        let line = &window[..i];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        self.start += i + 1;
-        Some(line)
-    }
 }
 
 /// Requests in flight, oldest first, as runs of requests sent (or due) at the same instant, so a
@@ -897,13 +887,33 @@ mod tests {
     }
 
     #[test]
-    fn line_reader_keeps_partial_lines() {
-        let mut r = LineReader::new();
-        let data = b"JAM 01:02:03\r\nJAM 01:0";
-        r.buf[..data.len()].copy_from_slice(data);
-        r.end = data.len();
-        assert_eq!(r.next_line(), Some(&b"JAM 01:02:03"[..]));
-        assert_eq!(r.next_line(), None);
+    fn replies_are_taken_whole_and_a_partial_one_waits_for_the_next_read() {
+        let mut reader = LineReader::new();
+        let data = b"JAM 01:02:03\r\nJAM 01:02:03\r\nJAM 01:0";
+        reader.buf[..data.len()].copy_from_slice(data);
+        reader.end = data.len();
+        let mut in_flight = InFlight::default();
+        in_flight.push(Instant::now(), 3);
+        let mut checker = Checker::new(&Expect::JamTime);
+        let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
+        let control = Control {
+            budget: None,
+            stop: AtomicBool::new(false),
+            progress: Arc::default(),
+            deadline: None,
+        };
+        let clean = take_replies(
+            &mut reader,
+            &mut in_flight,
+            &mut checker,
+            Instant::now(),
+            &stats,
+            &control,
+        );
+        assert!(clean);
+        assert_eq!(stats.borrow().ok, 2);
+        assert_eq!(in_flight.len(), 1);
+        assert_eq!(&reader.buf[reader.start..reader.end], b"JAM 01:0");
     }
 
     #[test]
