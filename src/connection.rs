@@ -357,11 +357,17 @@ impl Session {
         }
     }
 
-    /// Reads once and handles what arrived. `now` reads bypass tokio's readiness cache, so data
-    /// already in the socket buffer is seen even if its readiness event is not yet processed.
-    fn read(&mut self, stream: &TcpStream, shared: &Shared, now: bool) -> io::Result<Read> {
+    /// Reads once and handles what arrived. With `bypass_readiness` the read goes straight to the
+    /// socket, so data already in its buffer is seen even if its readiness event is not processed
+    /// yet (used when draining at shutdown).
+    fn read(
+        &mut self,
+        stream: &TcpStream,
+        shared: &Shared,
+        bypass_readiness: bool,
+    ) -> io::Result<Read> {
         SCRATCH.with_borrow_mut(|scratch| {
-            let result = if now {
+            let result = if bypass_readiness {
                 (&*SockRef::from(stream)).read(&mut scratch.input)
             } else {
                 stream.try_read(&mut scratch.input)
@@ -376,7 +382,7 @@ impl Session {
                 self.end_of_input();
                 return Ok(Read::Data);
             }
-            if !now && n < scratch.input.len() {
+            if !bypass_readiness && n < scratch.input.len() {
                 // A short read drained the socket: mark it not readable, so the next wait goes to
                 // epoll instead of costing a read() that fails with EAGAIN. tokio keeps the mark
                 // if an event arrived meanwhile, so no data can be missed.
