@@ -370,7 +370,7 @@ impl Session {
             let result = if bypass_readiness {
                 (&*SockRef::from(stream)).read(&mut scratch.input)
             } else {
-                stream.try_read(&mut scratch.input)
+                read_marking_drained(stream, &mut scratch.input)
             };
             let n = match result {
                 Ok(n) => n,
@@ -381,14 +381,6 @@ impl Session {
             if n == 0 {
                 self.end_of_input();
                 return Ok(Read::Data);
-            }
-            if !bypass_readiness && n < scratch.input.len() {
-                // A short read drained the socket: mark it not readable, so the next wait goes to
-                // epoll instead of costing a read() that fails with EAGAIN. tokio keeps the mark
-                // if an event arrived meanwhile, so no data can be missed.
-                let _ = stream.try_io(Interest::READABLE, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
             }
             let input = &scratch.input[..n];
             let now = Instant::now();
@@ -610,6 +602,31 @@ impl Session {
         }
         linger(stream, config.linger).await;
         reason
+    }
+}
+
+/// Reads once; after a short read (the socket is drained) it also marks the socket not readable,
+/// so the next wait goes to epoll instead of costing a read() that fails with EAGAIN.
+///
+/// The mark must be made against the readiness seen *before* the read: tokio only clears
+/// readiness whose tick still matches, so an event that arrives during or after the read
+/// survives. Clearing with a snapshot taken after the read would erase such an event, and with
+/// edge-triggered epoll the session would then wait for data that is already there (a client
+/// blocked on a full window sends nothing more to wake it).
+fn read_marking_drained(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = None;
+    let result = stream.try_io(Interest::READABLE, || {
+        let n = (&*SockRef::from(stream)).read(buf)?;
+        got = Some(n);
+        if n > 0 && n < buf.len() {
+            // Reported as WouldBlock only so that try_io clears the readiness it saw.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match got {
+        Some(n) => Ok(n),
+        None => result,
     }
 }
 

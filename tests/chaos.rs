@@ -218,3 +218,52 @@ fn a_client_that_never_reads_is_throttled_and_closed_while_others_are_served() {
     let growth = rss_kib(jamd.child.id()).saturating_sub(before);
     assert!(growth < 4096, "RSS grew by {growth} KiB");
 }
+
+#[test]
+fn a_flood_of_pipelined_requests_is_answered_in_full_without_stalling() {
+    // Clients write far faster than the server answers, so the server's receive window fills
+    // again and again; while it is full, no new data (and no readiness event) arrives until the
+    // server reads. A server that loses track of data already in its buffer stalls here. The
+    // stall is a race, so several clients at once give it many chances.
+    const CLIENTS: usize = 6;
+    const REQUESTS: usize = 200_000;
+    let jamd = Jamd::spawn(&[]);
+    let addr = jamd.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| std::thread::spawn(move || flood(addr, REQUESTS)))
+        .collect();
+    for (client, result) in clients.into_iter().enumerate() {
+        let (replies, result) = result.join().expect("client");
+        assert!(
+            result.is_ok(),
+            "client {client} stalled after {replies} of {REQUESTS} replies: {result:?}"
+        );
+        assert_eq!(replies, REQUESTS, "client {client}");
+    }
+    let (reply, _) = good_client(jamd.addr);
+    assert_time_reply(&reply);
+}
+
+/// Pipelines `requests` TIME requests and a QUIT as fast as the socket takes them, reading
+/// replies on the side; returns how many valid replies arrived and how reading ended.
+fn flood(addr: SocketAddr, requests: usize) -> (usize, std::io::Result<usize>) {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut reader = stream.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        let mut stream = stream;
+        let chunk = b"TIME\r\n".repeat(requests / 10);
+        for _ in 0..10 {
+            stream.write_all(&chunk).expect("send");
+        }
+        stream.write_all(b"QUIT\r\n").expect("send QUIT");
+    });
+    let mut received = Vec::new();
+    let result = reader.read_to_end(&mut received);
+    writer.join().expect("writer");
+    let valid = received
+        .chunks(14)
+        .take_while(|r| r.starts_with(b"JAM ") && r.ends_with(b"\r\n"))
+        .count();
+    (valid, result)
+}
