@@ -190,6 +190,11 @@ impl LocalClock {
         &self.zone
     }
 
+    /// The instant now, from the underlying clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     /// The local time of day now: one read of the underlying clock.
     pub fn time_of_day(&self) -> TimeOfDay {
         let now = self.clock.now();

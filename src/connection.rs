@@ -631,7 +631,7 @@ fn read_marking_drained(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize>
 }
 
 /// Reads and discards until the client closes, for at most `limit` or [`LINGER_MAX_BYTES`].
-async fn linger(stream: &TcpStream, limit: Duration) {
+pub(crate) async fn linger(stream: &TcpStream, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut discarded = 0;
     while discarded < LINGER_MAX_BYTES {

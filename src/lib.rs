@@ -14,6 +14,8 @@
 //! | [`config`] | every server limit with its default; value parsers |
 //! | [`listener`] | binding the dual-stack listener and `--listen` addresses |
 //! | [`server`] | accept loop, connection limit, accept-error back-off, shutdown |
+//! | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
+//! | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
 //! | `connection` | one session: reads, replies, deadlines, output cap, graceful close |
 //! | `parker` | holds idle sessions' sockets outside tokio, so an idle connection costs ~100 bytes |
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
@@ -32,6 +34,8 @@ mod parker;
 pub mod protocol;
 pub mod responder;
 pub mod server;
+pub mod service;
+pub mod timesync;
 
 pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};
 pub use config::ServerConfig;

@@ -20,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::connection;
 use crate::parker::{Meta, Parker};
 use crate::protocol::ErrorReply;
+use crate::service::{self, Service};
 
 /// How many "server busy" replies may be in progress at once; past that, excess connections are
 /// closed without one, so a flood cannot use the descriptors kept free for them.
@@ -81,7 +82,7 @@ impl Shared {
 
 /// A jam server over already-bound listeners.
 pub struct Server {
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Service)>,
     shared: Arc<Shared>,
 }
 
@@ -89,7 +90,10 @@ impl Server {
     /// A server that will accept on `listeners`, with `config` limits, reading `clock`.
     pub fn new(listeners: Vec<TcpListener>, config: ServerConfig, clock: LocalClock) -> Self {
         Server {
-            listeners,
+            listeners: listeners
+                .into_iter()
+                .map(|listener| (listener, Service::Jam))
+                .collect(),
             shared: Arc::new(Shared {
                 config,
                 clock,
@@ -105,9 +109,24 @@ impl Server {
         }
     }
 
-    /// The addresses the server accepts on.
+    /// Also accepts on `listener`, speaking `service` there.
+    pub fn with_listener(mut self, listener: TcpListener, service: Service) -> Self {
+        self.listeners.push((listener, service));
+        self
+    }
+
+    /// The addresses the server accepts jam sessions on.
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.listeners.iter().map(TcpListener::local_addr).collect()
+        self.addrs_of(Service::Jam)
+    }
+
+    /// The addresses the server accepts `service` on.
+    pub fn addrs_of(&self, service: Service) -> io::Result<Vec<SocketAddr>> {
+        self.listeners
+            .iter()
+            .filter(|(_, s)| *s == service)
+            .map(|(listener, _)| listener.local_addr())
+            .collect()
     }
 
     /// A handle to the server's counts, usable while it runs.
@@ -139,9 +158,10 @@ impl Server {
         let accept_loops: Vec<_> = self
             .listeners
             .into_iter()
-            .map(|listener| {
+            .map(|(listener, service)| {
                 tokio::spawn(accept_loop(
                     listener,
+                    service,
                     self.shared.clone(),
                     tracker.clone(),
                     shutdown.clone(),
@@ -175,6 +195,7 @@ impl Server {
 
 async fn accept_loop(
     listener: TcpListener,
+    service: Service,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -190,7 +211,14 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.reset();
-                admit(stream, canonical(peer), &shared, &tracker, &shutdown);
+                admit(
+                    stream,
+                    canonical(peer),
+                    service,
+                    &shared,
+                    &tracker,
+                    &shutdown,
+                );
             }
             Err(e) if classify(&e) == AcceptError::Connection => {
                 debug!(error = %e, "accept failed for one connection; continuing");
@@ -218,6 +246,7 @@ async fn accept_loop(
 fn admit(
     stream: TcpStream,
     peer: SocketAddr,
+    service: Service,
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
@@ -225,7 +254,13 @@ fn admit(
     let max = shared.config.max_connections;
     if shared.active.fetch_add(1, Ordering::AcqRel) >= max {
         shared.active.fetch_sub(1, Ordering::AcqRel);
-        reject(stream, peer, shared, tracker);
+        if service == Service::Jam {
+            reject(stream, peer, shared, tracker);
+        } else {
+            // An RFC 868 client would read "ERR server busy" as a time: just close.
+            shared.rejected.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, %service, "server busy; closing connection");
+        }
         return;
     }
     shared.accepted.fetch_add(1, Ordering::Relaxed);
@@ -235,12 +270,19 @@ fn admit(
         opened: Instant::now(),
         _active: ActiveGuard(shared.clone()),
     };
-    tracker.spawn(connection::serve(
-        stream,
-        meta,
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    match service {
+        Service::Jam => {
+            tracker.spawn(connection::serve(
+                stream,
+                meta,
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Service::Time | Service::Daytime => {
+            tracker.spawn(service::serve_once(service, stream, meta, shared.clone()));
+        }
+    }
 }
 
 /// Sends `ERR server busy` and closes, without ever waiting on the client for long.

@@ -8,11 +8,16 @@ use clap::Parser;
 use jam::clock::{self, LocalClock, SystemClock};
 use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_size};
 use jam::logging::{self, LogFormat};
+use jam::service::Service;
+use jam::timesync::ClockWatch;
 use jam::{Server, listener};
 use jiff::tz::TimeZone;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+/// A check interval that means "never again" (tokio caps timers at about two years).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
 /// jamd: a TCP time server. Send `TIME` (CR LF), get `JAM hh:mm:ss`; `QUIT` ends the session.
 ///
@@ -34,6 +39,21 @@ struct Args {
     /// Port for the default listener (ignored with --listen).
     #[arg(short, long, value_name = "PORT", env = "JAMD_PORT", default_value_t = config::DEFAULT_PORT)]
     port: u16,
+
+    /// Also serve RFC 868 Time (4 bytes: seconds since 1900, then close) on ADDR (repeatable).
+    /// Off by default; the standard port is 37.
+    #[arg(long, value_name = "ADDR", env = "JAMD_RFC868", value_delimiter = ',')]
+    rfc868: Vec<String>,
+
+    /// Also serve RFC 867 Daytime (one line with date and time, then close) on ADDR
+    /// (repeatable). Off by default; the standard port is 13.
+    #[arg(long, value_name = "ADDR", env = "JAMD_DAYTIME", value_delimiter = ',')]
+    daytime: Vec<String>,
+
+    /// How often to check that the system clock is synchronised (kernel adjtimex state); a
+    /// change is logged (0 = only at start-up).
+    #[arg(long, value_name = "DURATION", env = "JAMD_CLOCK_CHECK", default_value = "1m", value_parser = parse_duration)]
+    clock_check: Duration,
 
     /// Report UTC instead of the local time zone.
     #[arg(long, env = "JAMD_UTC", conflicts_with = "tz")]
@@ -172,29 +192,29 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("jamd-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args.listen, args.port, config, zone))
+    runtime.block_on(serve(args, config, zone))
 }
 
-async fn serve(
-    listen: Vec<String>,
-    port: u16,
-    config: ServerConfig,
-    zone: TimeZone,
-) -> anyhow::Result<()> {
-    let std_listeners = if listen.is_empty() {
-        listener::bind_default(port)?
+async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Result<()> {
+    let std_listeners = if args.listen.is_empty() {
+        listener::bind_default(args.port)?
     } else {
-        listener::bind_all(&listen)?
+        listener::bind_all(&args.listen)?
     };
-    let listeners = std_listeners
-        .into_iter()
-        .map(tokio::net::TcpListener::from_std)
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot register the listener")?;
     let clock = LocalClock::new(Arc::new(SystemClock), zone);
     let zone_name = clock::zone_name(clock.zone());
     let grace = config.shutdown_grace;
-    let server = Server::new(listeners, config.clone(), clock);
+    let mut server = Server::new(register(std_listeners)?, config.clone(), clock);
+    for (specs, service) in [
+        (&args.rfc868, Service::Time),
+        (&args.daytime, Service::Daytime),
+    ] {
+        if !specs.is_empty() {
+            for listener in register(listener::bind_all(specs)?)? {
+                server = server.with_listener(listener, service);
+            }
+        }
+    }
     let addrs = server
         .local_addrs()?
         .iter()
@@ -212,10 +232,23 @@ async fn serve(
         max_output = config.max_output,
         "jamd listening on {addrs}"
     );
+    for service in [Service::Time, Service::Daytime] {
+        let addrs = server.addrs_of(service)?;
+        if !addrs.is_empty() {
+            let addrs: Vec<_> = addrs.iter().map(ToString::to_string).collect();
+            info!(%service, "{service} service listening on {}", addrs.join(", "));
+        }
+    }
 
     let shutdown = CancellationToken::new();
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let interval = if args.clock_check.is_zero() {
+        FAR_FUTURE
+    } else {
+        args.clock_check
+    };
+    tokio::spawn(ClockWatch::new().run(interval, shutdown.clone(), |_| {}));
     let server = tokio::spawn(server.run(shutdown.clone()));
     let first = tokio::select! {
         _ = sigint.recv() => "SIGINT",
@@ -236,6 +269,15 @@ async fn serve(
         _ = sigint.recv() => exit_now("SIGINT", 130),
         _ = sigterm.recv() => exit_now("SIGTERM", 143),
     }
+}
+
+/// Hands bound listeners to the runtime.
+fn register(listeners: Vec<std::net::TcpListener>) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    listeners
+        .into_iter()
+        .map(tokio::net::TcpListener::from_std)
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot register the listener")
 }
 
 fn exit_now(signal: &str, code: i32) -> ! {
