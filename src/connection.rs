@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, info};
 
 use crate::config::{LINGER_MAX_BYTES, ServerConfig};
+use crate::metrics::{Count, Metrics};
 use crate::parker::{Meta, Parked, Wake};
 use crate::protocol::ErrorReply;
 use crate::responder::{End, Responder};
@@ -91,6 +92,22 @@ impl CloseReason {
         }
     }
 
+    /// The metric this close is counted under.
+    fn count(self) -> Count {
+        match self {
+            CloseReason::Quit => Count::ClosedQuit,
+            CloseReason::ClientClosed => Count::ClosedClientClosed,
+            CloseReason::IdleTimeout => Count::ClosedIdleTimeout,
+            CloseReason::LineTimeout => Count::ClosedLineTimeout,
+            CloseReason::LineTooLong => Count::ClosedLineTooLong,
+            CloseReason::WriteTimeout => Count::ClosedWriteTimeout,
+            CloseReason::NotHttp => Count::ClosedHttp,
+            CloseReason::Shutdown => Count::ClosedShutdown,
+            CloseReason::Reset => Count::ClosedReset,
+            CloseReason::Error(_) => Count::ClosedError,
+        }
+    }
+
     /// Whether the server still owes the client its pending output and an orderly close.
     fn closes_gracefully(self) -> bool {
         !matches!(
@@ -144,7 +161,7 @@ pub(crate) async fn resume(
     session.responder.set_requests(requests);
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
-        Err(e) => return log_closed(&meta, &session, CloseReason::from_error(&e)),
+        Err(e) => return log_closed(&meta, &mut session, &shared, CloseReason::from_error(&e)),
     };
     if wake == Wake::IdleExpired {
         session.queue_error(ErrorReply::IdleTimeout);
@@ -170,7 +187,14 @@ async fn drive(
                 };
                 let std_stream = match stream.into_std() {
                     Ok(s) => s,
-                    Err(e) => return log_closed(&meta, &session, CloseReason::from_error(&e)),
+                    Err(e) => {
+                        return log_closed(
+                            &meta,
+                            &mut session,
+                            &shared,
+                            CloseReason::from_error(&e),
+                        );
+                    }
                 };
                 let parked = Parked {
                     stream: std_stream,
@@ -187,7 +211,12 @@ async fn drive(
                         stream = match TcpStream::from_std(parked.stream) {
                             Ok(s) => s,
                             Err(e) => {
-                                return log_closed(&meta, &session, CloseReason::from_error(&e));
+                                return log_closed(
+                                    &meta,
+                                    &mut session,
+                                    &shared,
+                                    CloseReason::from_error(&e),
+                                );
                             }
                         };
                     }
@@ -195,11 +224,24 @@ async fn drive(
             }
         }
     };
-    let reason = session.close(&stream, &shared.config, reason).await;
-    log_closed(&meta, &session, reason);
+    let reason = session.close(&stream, &shared, reason).await;
+    log_closed(&meta, &mut session, &shared, reason);
 }
 
-fn log_closed(meta: &Meta, session: &Session, reason: CloseReason) {
+fn log_closed(meta: &Meta, session: &mut Session, shared: &Shared, reason: CloseReason) {
+    session.count(shared, 0, 0);
+    let error_line = match reason {
+        CloseReason::IdleTimeout => Some(Count::ErrorIdleTimeout),
+        CloseReason::LineTimeout => Some(Count::ErrorLineTimeout),
+        _ => None,
+    };
+    shared.metrics.add_all(&[
+        (reason.count(), 1),
+        (
+            error_line.unwrap_or(reason.count()),
+            u64::from(error_line.is_some()),
+        ),
+    ]);
     info!(
         conn = meta.id,
         peer = %meta.peer,
@@ -318,7 +360,7 @@ impl Session {
                         Err(e) => return Outcome::Close(CloseReason::from_error(&e)),
                     };
                     if want_write && ready.is_writable() {
-                        if let Err(e) = self.flush(stream) {
+                        if let Err(e) = self.flush(stream, &shared.metrics) {
                             return Outcome::Close(CloseReason::from_error(&e));
                         }
                     }
@@ -385,17 +427,19 @@ impl Session {
             let input = &scratch.input[..n];
             let now = Instant::now();
             self.last_activity = now;
+            let mut sent = 0;
             if self.out.is_empty() {
                 scratch.output.clear();
                 let used = self.process(input, &mut scratch.output, shared, now);
                 self.hold(&input[used..]);
-                self.send(stream, &scratch.output, now)?;
+                sent = self.send(stream, &scratch.output, now)?;
             } else {
                 let mut out = std::mem::take(&mut self.out);
                 let used = self.process(input, &mut out, shared, now);
                 self.out = out;
                 self.hold(&input[used..]);
             }
+            self.count(shared, n, sent);
             Ok(Read::Data)
         })
     }
@@ -420,7 +464,7 @@ impl Session {
         }
     }
 
-    /// Queues an error line the server sends on its own (timeouts, end of input).
+    /// Queues an error line the server sends on its own (timeouts).
     fn queue_error(&mut self, error: ErrorReply<'_>) {
         if self.out.is_empty() {
             self.write_progress = Instant::now();
@@ -467,10 +511,28 @@ impl Session {
         batch.used
     }
 
-    /// Writes `bytes` now if the socket takes them; keeps what it does not.
-    fn send(&mut self, stream: &TcpStream, bytes: &[u8], now: Instant) -> io::Result<()> {
+    /// Adds what was answered since the last call, and the bytes moved, to the server's metrics.
+    fn count(&mut self, shared: &Shared, received: usize, sent: usize) {
+        let t = self.responder.take_tally();
+        shared.metrics.add_all(&[
+            (Count::RequestTime, t.time),
+            (Count::RequestQuit, t.quit),
+            (Count::RequestOther, t.other),
+            (Count::ErrorUnknownCommand, t.unknown_command),
+            (Count::ErrorExtraArguments, t.extra_arguments),
+            (Count::ErrorNotHttp, t.not_http),
+            (Count::ErrorLineTooLong, t.line_too_long),
+            (Count::ErrorMissingLineEnd, t.missing_line_end),
+            (Count::ReceivedBytes, received as u64),
+            (Count::SentBytes, sent as u64),
+        ]);
+    }
+
+    /// Writes `bytes` now if the socket takes them; keeps what it does not. Returns how many
+    /// were written.
+    fn send(&mut self, stream: &TcpStream, bytes: &[u8], now: Instant) -> io::Result<usize> {
         if bytes.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let written = match stream.try_write(bytes) {
             Ok(n) => n,
@@ -484,16 +546,17 @@ impl Session {
             }
             self.out.extend_from_slice(&bytes[written..]);
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Writes as much pending output as the socket takes.
-    fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+    fn flush(&mut self, stream: &TcpStream, metrics: &Metrics) -> io::Result<()> {
         while !self.out.is_empty() {
             match stream.try_write(&self.out) {
                 Ok(n) => {
                     self.out.drain(..n);
                     self.write_progress = Instant::now();
+                    metrics.add(Count::SentBytes, n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -575,9 +638,10 @@ impl Session {
     async fn close(
         &mut self,
         stream: &TcpStream,
-        config: &ServerConfig,
+        shared: &Shared,
         reason: CloseReason,
     ) -> CloseReason {
+        let config = &shared.config;
         if !reason.closes_gracefully() {
             return reason;
         }
@@ -591,7 +655,7 @@ impl Session {
                 Err(_) => return CloseReason::WriteTimeout,
                 Ok(Err(e)) => return CloseReason::from_error(&e),
                 Ok(Ok(())) => {
-                    if let Err(e) = self.flush(stream) {
+                    if let Err(e) = self.flush(stream, &shared.metrics) {
                         return CloseReason::from_error(&e);
                     }
                 }

@@ -18,6 +18,7 @@
 //! | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
 //! | `connection` | one session: reads, replies, deadlines, output cap, graceful close |
 //! | `parker` | holds idle sessions' sockets outside tokio, so an idle connection costs ~100 bytes |
+//! | [`metrics`] | per-thread counters, the OpenMetrics rendering, the `--metrics` HTTP endpoint |
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
 //! | [`client`] | async client, target parsing, clock-offset estimation |
 //! | [`bench`] | the `jam bench` load generator |
@@ -30,6 +31,7 @@ pub mod config;
 mod connection;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 mod parker;
 pub mod protocol;
 pub mod responder;

@@ -32,11 +32,33 @@ pub struct Batch {
     pub end: Option<End>,
 }
 
+/// What a responder answered since its tally was last taken (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// `TIME` requests.
+    pub time: u64,
+    /// `QUIT` requests (and telnet end-of-file).
+    pub quit: u64,
+    /// Requests answered with an error line (unknown, extra arguments, HTTP).
+    pub other: u64,
+    /// `ERR unknown command` lines.
+    pub unknown_command: u64,
+    /// `ERR … takes no arguments` lines.
+    pub extra_arguments: u64,
+    /// HTTP requests refused.
+    pub not_http: u64,
+    /// `ERR line too long` lines.
+    pub line_too_long: u64,
+    /// `ERR request must end with CR LF` lines.
+    pub missing_line_end: u64,
+}
+
 /// A session's protocol state: the partial line and the request count.
 #[derive(Debug)]
 pub struct Responder {
     decoder: Decoder,
     requests: u64,
+    tally: Tally,
     span: Span,
 }
 
@@ -46,6 +68,7 @@ impl Responder {
         Responder {
             decoder: Decoder::new(max_line),
             requests: 0,
+            tally: Tally::default(),
             span,
         }
     }
@@ -53,6 +76,11 @@ impl Responder {
     /// Requests answered so far (blank lines do not count).
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// What was answered since the last call, resetting the tally.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
     }
 
     /// Continues a count from an earlier responder of the same session.
@@ -94,20 +122,36 @@ impl Responder {
                     }
                     self.requests += 1;
                     debug!(parent: span, request = ?request, "request");
+                    let tally = &mut self.tally;
                     match request {
-                        Request::Time => out.extend_from_slice(
-                            time_reply
-                                .get_or_insert_with(|| protocol::time_reply(clock.time_of_day())),
-                        ),
-                        Request::Quit => end = Some(End::Quit),
+                        Request::Time => {
+                            tally.time += 1;
+                            out.extend_from_slice(
+                                time_reply.get_or_insert_with(|| {
+                                    protocol::time_reply(clock.time_of_day())
+                                }),
+                            );
+                        }
+                        Request::Quit => {
+                            tally.quit += 1;
+                            end = Some(End::Quit);
+                        }
                         Request::ExtraArguments(command) => {
+                            tally.other += 1;
+                            tally.extra_arguments += 1;
                             ErrorReply::ExtraArguments(command).encode(out);
                         }
                         Request::Http => {
+                            tally.other += 1;
+                            tally.not_http += 1;
                             ErrorReply::NotHttp.encode(out);
                             end = Some(End::NotHttp);
                         }
-                        Request::Unknown(word) => ErrorReply::UnknownCommand(word).encode(out),
+                        Request::Unknown(word) => {
+                            tally.other += 1;
+                            tally.unknown_command += 1;
+                            ErrorReply::UnknownCommand(word).encode(out);
+                        }
                         Request::Blank => {}
                     }
                 }
@@ -122,12 +166,16 @@ impl Responder {
                         verb: telnet::WILL,
                         option,
                     } => out.extend_from_slice(&[IAC, telnet::DONT, option]),
-                    TelnetCommand::EndOfFile => end = Some(End::Quit),
+                    TelnetCommand::EndOfFile => {
+                        self.tally.quit += 1;
+                        end = Some(End::Quit);
+                    }
                     TelnetCommand::Negotiate { .. }
                     | TelnetCommand::Interrupt
                     | TelnetCommand::AbortOutput => {}
                 },
                 Frame::TooLong => {
+                    self.tally.line_too_long += 1;
                     ErrorReply::LineTooLong {
                         max: self.decoder.max_line(),
                     }
@@ -148,6 +196,7 @@ impl Responder {
     pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
         let partial = self.decoder.finish() == Remainder::PartialLine;
         if partial {
+            self.tally.missing_line_end += 1;
             ErrorReply::MissingLineEnd.encode(out);
         }
         partial
@@ -174,6 +223,37 @@ mod tests {
         let mut out = Vec::new();
         let batch = r.respond(input, &mut out, &clock(), usize::MAX);
         (out, batch.end)
+    }
+
+    #[test]
+    fn tallies_what_it_answered() {
+        let mut r = Responder::new(32, Span::none());
+        let mut out = Vec::new();
+        r.respond(
+            b"TIME\r\nTIME\r\nx\r\nTIME 1\r\n\r\nGET / HTTP/1.1\r\n",
+            &mut out,
+            &clock(),
+            usize::MAX,
+        );
+        let tally = r.take_tally();
+        assert_eq!(
+            tally,
+            Tally {
+                time: 2,
+                other: 3,
+                unknown_command: 1,
+                extra_arguments: 1,
+                not_http: 1,
+                ..Tally::default()
+            }
+        );
+        assert_eq!(r.take_tally(), Tally::default(), "taking resets");
+        let mut r = Responder::new(8, Span::none());
+        r.respond(b"TIME", &mut out, &clock(), usize::MAX);
+        r.finish(&mut out);
+        r.respond(b"0123456789", &mut out, &clock(), usize::MAX);
+        let tally = r.take_tally();
+        assert_eq!((tally.missing_line_end, tally.line_too_long), (1, 1));
     }
 
     #[test]

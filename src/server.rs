@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::clock::LocalClock;
 use crate::config::ServerConfig;
 use crate::connection;
+use crate::metrics::{self, Count, Gauges, Metrics};
 use crate::parker::{Meta, Parker};
 use crate::protocol::ErrorReply;
 use crate::service::{self, Service};
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) parker: OnceLock<Parker>,
     /// Sessions parked now.
     pub(crate) parked: AtomicUsize,
+    /// Counters for the metrics endpoint.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Counts kept by a running server.
@@ -66,6 +69,24 @@ impl StatsHandle {
     /// The counts now.
     pub fn get(&self) -> Stats {
         self.0.stats()
+    }
+
+    /// The server's metrics in the OpenMetrics text format.
+    pub fn render_metrics(&self) -> String {
+        let stats = self.0.stats();
+        metrics::render(
+            &self.0.metrics,
+            Gauges {
+                active: stats.active,
+                parked: stats.parked,
+                max_connections: self.0.config.max_connections,
+            },
+        )
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 }
 
@@ -105,6 +126,7 @@ impl Server {
                 busy_warning: std::sync::Mutex::new(RateLimit::new(WARN_INTERVAL)),
                 parker: OnceLock::new(),
                 parked: AtomicUsize::new(0),
+                metrics: Arc::new(Metrics::default()),
             }),
         }
     }
@@ -221,9 +243,11 @@ async fn accept_loop(
                 );
             }
             Err(e) if classify(&e) == AcceptError::Connection => {
+                shared.metrics.add(Count::AcceptErrorConnection, 1);
                 debug!(error = %e, "accept failed for one connection; continuing");
             }
             Err(e) => {
+                shared.metrics.add(Count::AcceptErrorResources, 1);
                 let pause = backoff.next();
                 if let Some(suppressed) = warning.allow(Instant::now()) {
                     warn!(
@@ -254,7 +278,9 @@ fn admit(
     let max = shared.config.max_connections;
     if shared.active.fetch_add(1, Ordering::AcqRel) >= max {
         shared.active.fetch_sub(1, Ordering::AcqRel);
+        shared.metrics.add(Count::RefusedBusy, 1);
         if service == Service::Jam {
+            shared.metrics.add(Count::ErrorServerBusy, 1);
             reject(stream, peer, shared, tracker);
         } else {
             // An RFC 868 client would read "ERR server busy" as a time: just close.
@@ -264,6 +290,14 @@ fn admit(
         return;
     }
     shared.accepted.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.add(
+        match service {
+            Service::Jam => Count::AcceptedJam,
+            Service::Time => Count::AcceptedTime,
+            Service::Daytime => Count::AcceptedDaytime,
+        },
+        1,
+    );
     let meta = Meta {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         peer,

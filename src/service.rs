@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info};
 
+use crate::metrics::Count;
 use crate::parker::Meta;
 use crate::server::Shared;
 
@@ -84,6 +85,15 @@ pub(crate) async fn serve_once(
         Service::Jam => unreachable!("jam sessions are served by the connection module"),
     };
     let outcome = send(&stream, &answer, &shared).await;
+    let closed = if outcome.is_ok() {
+        Count::ClosedAnswered
+    } else {
+        Count::ClosedError
+    };
+    let sent = if outcome.is_ok() { answer.len() } else { 0 };
+    shared
+        .metrics
+        .add_all(&[(closed, 1), (Count::SentBytes, sent as u64)]);
     match outcome {
         Ok(()) => {
             info!(conn = meta.id, peer = %meta.peer, service = %service, "time sent");

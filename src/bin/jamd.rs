@@ -8,6 +8,7 @@ use clap::Parser;
 use jam::clock::{self, LocalClock, SystemClock};
 use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_size};
 use jam::logging::{self, LogFormat};
+use jam::metrics;
 use jam::service::Service;
 use jam::timesync::ClockWatch;
 use jam::{Server, listener};
@@ -49,6 +50,11 @@ struct Args {
     /// (repeatable). Off by default; the standard port is 13.
     #[arg(long, value_name = "ADDR", env = "JAMD_DAYTIME", value_delimiter = ',')]
     daytime: Vec<String>,
+
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (repeatable). Off by default;
+    /// bind it to a private address: the metrics have no authentication.
+    #[arg(long, value_name = "ADDR", env = "JAMD_METRICS", value_delimiter = ',')]
+    metrics: Vec<String>,
 
     /// How often to check that the system clock is synchronised (kernel adjtimex state); a
     /// change is logged (0 = only at start-up).
@@ -248,7 +254,19 @@ async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Resu
     } else {
         args.clock_check
     };
-    tokio::spawn(ClockWatch::new().run(interval, shutdown.clone(), |_| {}));
+    let stats = server.stats();
+    tokio::spawn(ClockWatch::new().run(interval, shutdown.clone(), {
+        let stats = stats.clone();
+        move |reading| stats.metrics().record_clock(reading)
+    }));
+    if !args.metrics.is_empty() {
+        let render: Arc<dyn Fn() -> String + Send + Sync> =
+            Arc::new(move || stats.render_metrics());
+        for listener in register(listener::bind_all(&args.metrics)?)? {
+            metrics::log_listening(listener.local_addr()?);
+            tokio::spawn(metrics::serve(listener, render.clone(), shutdown.clone()));
+        }
+    }
     let server = tokio::spawn(server.run(shutdown.clone()));
     let first = tokio::select! {
         _ = sigint.recv() => "SIGINT",
