@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, info};
 
 use crate::config::{LINGER_MAX_BYTES, ServerConfig};
-use crate::metrics::{Count, Metrics};
+use crate::metrics::Count;
 use crate::parker::{Meta, Parked, Wake};
 use crate::protocol::ErrorReply;
 use crate::responder::{End, Responder};
@@ -32,6 +32,10 @@ use crate::server::Shared;
 
 /// Bytes taken from the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// How often a busy session hands its counts to the metrics (also on parking and on close):
+/// per-request counting stays in the session, so the shared counters cost nothing per request.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
 
 /// Quiet time before a connection that has sent no request yet is parked.
 const FIRST_PARK_AFTER: Duration = Duration::from_millis(10);
@@ -181,6 +185,7 @@ async fn drive(
         match session.run(&stream, &shared, &shutdown).await {
             Outcome::Close(reason) => break reason,
             Outcome::Park => {
+                session.count(&shared, Instant::now());
                 let Some(parker) = shared.parker.get() else {
                     session.park_after = Duration::ZERO;
                     continue;
@@ -229,7 +234,7 @@ async fn drive(
 }
 
 fn log_closed(meta: &Meta, session: &mut Session, shared: &Shared, reason: CloseReason) {
-    session.count(shared, 0, 0);
+    session.count(shared, Instant::now());
     let error_line = match reason {
         CloseReason::IdleTimeout => Some(Count::ErrorIdleTimeout),
         CloseReason::LineTimeout => Some(Count::ErrorLineTimeout),
@@ -287,6 +292,11 @@ struct Session {
     park_after: Duration,
     /// When bytes last arrived or the session (re)started: parking needs quiet since then.
     last_activity: Instant,
+    /// Bytes read and written since the metrics last took them.
+    received: u64,
+    sent: u64,
+    /// When the metrics last took this session's counts.
+    counted_at: Instant,
 }
 
 impl Session {
@@ -306,6 +316,9 @@ impl Session {
             peer_closed: false,
             park_after: config.park_after,
             last_activity: Instant::now(),
+            received: 0,
+            sent: 0,
+            counted_at: now,
         }
     }
 
@@ -360,7 +373,7 @@ impl Session {
                         Err(e) => return Outcome::Close(CloseReason::from_error(&e)),
                     };
                     if want_write && ready.is_writable() {
-                        if let Err(e) = self.flush(stream, &shared.metrics) {
+                        if let Err(e) = self.flush(stream) {
                             return Outcome::Close(CloseReason::from_error(&e));
                         }
                     }
@@ -439,7 +452,11 @@ impl Session {
                 self.out = out;
                 self.hold(&input[used..]);
             }
-            self.count(shared, n, sent);
+            self.received += n as u64;
+            self.sent += sent as u64;
+            if now.duration_since(self.counted_at) >= COUNT_EVERY {
+                self.count(shared, now);
+            }
             Ok(Read::Data)
         })
     }
@@ -511,8 +528,9 @@ impl Session {
         batch.used
     }
 
-    /// Adds what was answered since the last call, and the bytes moved, to the server's metrics.
-    fn count(&mut self, shared: &Shared, received: usize, sent: usize) {
+    /// Hands what was answered and the bytes moved since the last call to the server's metrics.
+    fn count(&mut self, shared: &Shared, now: Instant) {
+        self.counted_at = now;
         let t = self.responder.take_tally();
         shared.metrics.add_all(&[
             (Count::RequestTime, t.time),
@@ -523,8 +541,8 @@ impl Session {
             (Count::ErrorNotHttp, t.not_http),
             (Count::ErrorLineTooLong, t.line_too_long),
             (Count::ErrorMissingLineEnd, t.missing_line_end),
-            (Count::ReceivedBytes, received as u64),
-            (Count::SentBytes, sent as u64),
+            (Count::ReceivedBytes, std::mem::take(&mut self.received)),
+            (Count::SentBytes, std::mem::take(&mut self.sent)),
         ]);
     }
 
@@ -550,13 +568,13 @@ impl Session {
     }
 
     /// Writes as much pending output as the socket takes.
-    fn flush(&mut self, stream: &TcpStream, metrics: &Metrics) -> io::Result<()> {
+    fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.out.is_empty() {
             match stream.try_write(&self.out) {
                 Ok(n) => {
                     self.out.drain(..n);
                     self.write_progress = Instant::now();
-                    metrics.add(Count::SentBytes, n as u64);
+                    self.sent += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -655,7 +673,7 @@ impl Session {
                 Err(_) => return CloseReason::WriteTimeout,
                 Ok(Err(e)) => return CloseReason::from_error(&e),
                 Ok(Ok(())) => {
-                    if let Err(e) = self.flush(stream, &shared.metrics) {
+                    if let Err(e) = self.flush(stream) {
                         return CloseReason::from_error(&e);
                     }
                 }

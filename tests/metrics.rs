@@ -244,3 +244,31 @@ fn the_endpoint_answers_only_get_metrics() {
     let _ = stream.read_to_string(&mut all);
     assert!(all.starts_with("HTTP/1.1 4"), "{all:?}");
 }
+
+#[test]
+fn an_open_session_is_counted_without_waiting_for_its_close() {
+    // Sessions hand their counts over every second while busy and when they go quiet (park),
+    // so a long-lived connection shows up in the metrics while it is still open.
+    let jamd = Jamd::spawn(&["--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&jamd);
+    let mut open = TcpStream::connect(jamd.addr).expect("connect");
+    open.set_read_timeout(Some(WAIT)).expect("timeout");
+    open.write_all(b"TIME\r\n").expect("send");
+    let mut reply = [0u8; 14];
+    open.read_exact(&mut reply).expect("reply");
+    let start = Instant::now();
+    let text = loop {
+        let text = scrape(metrics);
+        if value(&text, "jamd_requests_total{command=\"TIME\"}") == 1.0 || start.elapsed() > WAIT {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        value(&text, "jamd_requests_total{command=\"TIME\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, "jamd_connections_active"), 1.0, "still open");
+    assert_eq!(value(&text, "jamd_sent_bytes_total"), 14.0, "{text}");
+}
