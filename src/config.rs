@@ -29,6 +29,9 @@ pub struct ServerConfig {
     /// After the server closes its side, how long to keep reading (and discarding) so that late
     /// client bytes do not turn the close into a reset that destroys replies in flight.
     pub linger: Duration,
+    /// Require a PROXY protocol (v1 or v2) header at the start of every connection, and use the
+    /// client address it carries.
+    pub proxy_protocol: bool,
     /// Hand a quiet session's socket to the parker after this long without a request, so idle
     /// connections cost almost no memory (zero: never park).
     pub park_after: Duration,
@@ -46,6 +49,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             linger: Duration::from_secs(2),
             park_after: Duration::from_secs(1),
+            proxy_protocol: false,
         }
     }
 }

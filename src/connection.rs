@@ -134,17 +134,26 @@ thread_local! {
 }
 
 /// Serves a newly accepted connection until it closes or parks.
+///
+/// `initial` holds client bytes already read (those that followed a PROXY header).
 pub(crate) async fn serve(
     stream: TcpStream,
     meta: Meta,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    initial: Vec<u8>,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         debug!(conn = meta.id, peer = %meta.peer, error = %e, "could not set TCP_NODELAY");
     }
-    info!(conn = meta.id, peer = %meta.peer, "connection opened");
-    let session = Session::new(&meta, &shared.config, meta.opened);
+    match (meta.via, meta.from_balancer) {
+        (Some(via), _) => info!(conn = meta.id, peer = %meta.peer, %via, "connection opened"),
+        (None, false) => info!(conn = meta.id, peer = %meta.peer, "connection opened"),
+        (None, true) => debug!(conn = meta.id, peer = %meta.peer, "balancer connection opened"),
+    }
+    let mut session = Session::new(&meta, &shared.config, meta.opened);
+    session.received = initial.len() as u64;
+    session.held = initial;
     drive(stream, session, meta, shared, shutdown).await;
 }
 
@@ -247,11 +256,17 @@ fn log_closed(meta: &Meta, session: &mut Session, shared: &Shared, reason: Close
             u64::from(error_line.is_some()),
         ),
     ]);
+    let requests = session.responder.requests();
+    let duration_ms = meta.opened.elapsed().as_millis() as u64;
+    if meta.from_balancer {
+        debug!(conn = meta.id, peer = %meta.peer, requests, duration_ms, reason = %reason, "balancer connection closed");
+        return;
+    }
     info!(
         conn = meta.id,
         peer = %meta.peer,
-        requests = session.responder.requests(),
-        duration_ms = meta.opened.elapsed().as_millis() as u64,
+        requests,
+        duration_ms,
         reason = %reason,
         "connection closed"
     );

@@ -13,6 +13,7 @@
 //! | [`clock`] | the time source behind a trait; local time per second, cached |
 //! | [`config`] | every server limit with its default; value parsers |
 //! | [`listener`] | binding the dual-stack listener and `--listen` addresses |
+//! | [`proxy`] | PROXY protocol v1/v2 headers from load balancers: the real client address |
 //! | [`server`] | accept loop, connection limit, accept-error back-off, shutdown |
 //! | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
 //! | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
@@ -34,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 mod parker;
 pub mod protocol;
+pub mod proxy;
 pub mod responder;
 pub mod server;
 pub mod service;

@@ -32,12 +32,21 @@ pub enum BindError {
 }
 
 /// Binds one listening socket with SO_REUSEADDR (a restart never fails on lingering connections)
-/// and the listen backlog. An IPv6 wildcard address accepts IPv4 too unless `v6_only`.
-pub fn bind(addr: SocketAddr, v6_only: bool) -> Result<std::net::TcpListener, BindError> {
+/// and the listen backlog. An IPv6 wildcard address accepts IPv4 too unless `v6_only`. With
+/// `reuse_port` (SO_REUSEPORT), several processes may listen on the same address; the kernel
+/// spreads new connections over them.
+pub fn bind(
+    addr: SocketAddr,
+    v6_only: bool,
+    reuse_port: bool,
+) -> Result<std::net::TcpListener, BindError> {
     let fail = |source| BindError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(v6_only).map_err(fail)?;
     }
@@ -48,15 +57,16 @@ pub fn bind(addr: SocketAddr, v6_only: bool) -> Result<std::net::TcpListener, Bi
 }
 
 /// Binds the default listener on `port`: `[::]` dual-stack, or `0.0.0.0` where IPv6 is missing.
-pub fn bind_default(port: u16) -> Result<Vec<std::net::TcpListener>, BindError> {
+pub fn bind_default(port: u16, reuse_port: bool) -> Result<Vec<std::net::TcpListener>, BindError> {
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
-    match bind(v6, false) {
+    match bind(v6, false, reuse_port) {
         Ok(listener) => Ok(vec![listener]),
         Err(BindError::Bind { source, .. }) if ipv6_unavailable(&source) => {
             tracing::info!(error = %source, "IPv6 unavailable; listening on IPv4 only");
             Ok(vec![bind(
                 SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
                 true,
+                reuse_port,
             )?])
         }
         Err(e) => Err(e),
@@ -73,7 +83,10 @@ fn ipv6_unavailable(e: &io::Error) -> bool {
 /// Resolves `--listen` values (`127.0.0.1:4000`, `[::1]:4000`, `localhost:4000`, or `:4000` for
 /// every interface) and binds each. An IPv6 wildcard is dual-stack unless the IPv4 wildcard on
 /// the same port is also listed.
-pub fn bind_all(specs: &[String]) -> Result<Vec<std::net::TcpListener>, BindError> {
+pub fn bind_all(
+    specs: &[String],
+    reuse_port: bool,
+) -> Result<Vec<std::net::TcpListener>, BindError> {
     let mut addrs = Vec::new();
     for spec in specs {
         for addr in resolve(spec)? {
@@ -88,7 +101,7 @@ pub fn bind_all(specs: &[String]) -> Result<Vec<std::net::TcpListener>, BindErro
             let v4_wildcard_too = addrs
                 .iter()
                 .any(|a| a.ip() == Ipv4Addr::UNSPECIFIED && a.port() == addr.port());
-            bind(addr, v4_wildcard_too)
+            bind(addr, v4_wildcard_too, reuse_port)
         })
         .collect()
 }
@@ -142,9 +155,9 @@ mod tests {
 
     #[test]
     fn a_port_in_use_is_a_clear_error() {
-        let first = bind("127.0.0.1:0".parse().expect("addr"), true).expect("bind");
+        let first = bind("127.0.0.1:0".parse().expect("addr"), true, false).expect("bind");
         let addr = first.local_addr().expect("addr");
-        let err = bind(addr, true).expect_err("in use").to_string();
+        let err = bind(addr, true, false).expect_err("in use").to_string();
         assert!(err.contains(&addr.to_string()), "{err}");
         assert!(
             err.to_lowercase().contains("address already in use"),

@@ -21,11 +21,15 @@ use crate::connection;
 use crate::metrics::{self, Count, Gauges, Metrics};
 use crate::parker::{Meta, Parker};
 use crate::protocol::ErrorReply;
+use crate::proxy;
 use crate::service::{self, Service};
 
 /// How many "server busy" replies may be in progress at once; past that, excess connections are
 /// closed without one, so a flood cannot use the descriptors kept free for them.
 const MAX_REJECTING: usize = 32;
+
+/// How long a PROXY header may take when the line timeout is off.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often a warning of one kind (accept errors, busy rejections) may be logged.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -40,6 +44,7 @@ pub(crate) struct Shared {
     rejected: AtomicU64,
     rejecting: Arc<Semaphore>,
     busy_warning: std::sync::Mutex<RateLimit>,
+    proxy_warning: std::sync::Mutex<RateLimit>,
     /// Holds idle sessions; set when the server starts running.
     pub(crate) parker: OnceLock<Parker>,
     /// Sessions parked now.
@@ -124,6 +129,7 @@ impl Server {
                 rejected: AtomicU64::new(0),
                 rejecting: Arc::new(Semaphore::new(MAX_REJECTING)),
                 busy_warning: std::sync::Mutex::new(RateLimit::new(WARN_INTERVAL)),
+                proxy_warning: std::sync::Mutex::new(RateLimit::new(WARN_INTERVAL)),
                 parker: OnceLock::new(),
                 parked: AtomicUsize::new(0),
                 metrics: Arc::new(Metrics::default()),
@@ -301,20 +307,70 @@ fn admit(
     let meta = Meta {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         peer,
+        via: None,
+        from_balancer: false,
         opened: Instant::now(),
         _active: ActiveGuard(shared.clone()),
     };
-    match service {
-        Service::Jam => {
-            tracker.spawn(connection::serve(
-                stream,
-                meta,
-                shared.clone(),
-                shutdown.clone(),
-            ));
+    tracker.spawn(start(
+        service,
+        stream,
+        meta,
+        shared.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// Takes the PROXY header off the connection if the server requires one, then serves `service`.
+async fn start(
+    service: Service,
+    mut stream: TcpStream,
+    mut meta: Meta,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let mut initial = Vec::new();
+    if shared.config.proxy_protocol {
+        let limit = match shared.config.line_timeout {
+            Duration::ZERO => PROXY_HEADER_TIMEOUT,
+            limit => limit,
+        };
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            read = proxy::read_header(&mut stream, limit) => read,
+        };
+        match read {
+            Ok((header, rest)) => {
+                match header.client {
+                    Some(client) => {
+                        meta.via = Some(meta.peer);
+                        meta.peer = canonical(client);
+                    }
+                    None => meta.from_balancer = true,
+                }
+                initial = rest;
+            }
+            Err(e) => {
+                shared.metrics.add(Count::RefusedProxyHeader, 1);
+                debug!(conn = meta.id, peer = %meta.peer, error = %e, "PROXY header refused");
+                if let Ok(mut limit) = shared.proxy_warning.lock() {
+                    if let Some(suppressed) = limit.allow(Instant::now()) {
+                        warn!(
+                            peer = %meta.peer,
+                            error = %e,
+                            suppressed,
+                            "closing a connection without a valid PROXY protocol header (--proxy-protocol is on: only the load balancer should connect)"
+                        );
+                    }
+                }
+                return;
+            }
         }
+    }
+    match service {
+        Service::Jam => connection::serve(stream, meta, shared, shutdown, initial).await,
         Service::Time | Service::Daytime => {
-            tracker.spawn(service::serve_once(service, stream, meta, shared.clone()));
+            service::serve_once(service, stream, meta, shared).await;
         }
     }
 }

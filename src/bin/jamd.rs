@@ -51,6 +51,17 @@ struct Args {
     #[arg(long, value_name = "ADDR", env = "JAMD_DAYTIME", value_delimiter = ',')]
     daytime: Vec<String>,
 
+    /// Let several jamd processes listen on the same address (SO_REUSEPORT); the kernel spreads
+    /// new connections over them. Every process must set it.
+    #[arg(long, env = "JAMD_REUSE_PORT")]
+    reuse_port: bool,
+
+    /// Require a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) on every
+    /// connection and log the client address it carries; connections without one are closed.
+    /// Only for servers behind a load balancer: a client could otherwise forge its address.
+    #[arg(long, env = "JAMD_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
+
     /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (repeatable). Off by default;
     /// bind it to a private address: the metrics have no authentication.
     #[arg(long, value_name = "ADDR", env = "JAMD_METRICS", value_delimiter = ',')]
@@ -168,6 +179,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         write_timeout: args.write_timeout,
         max_output: args.max_output,
         shutdown_grace: args.shutdown_grace,
+        proxy_protocol: args.proxy_protocol,
         ..ServerConfig::default()
     };
     let zone = if args.utc {
@@ -203,9 +215,9 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Result<()> {
     let std_listeners = if args.listen.is_empty() {
-        listener::bind_default(args.port)?
+        listener::bind_default(args.port, args.reuse_port)?
     } else {
-        listener::bind_all(&args.listen)?
+        listener::bind_all(&args.listen, args.reuse_port)?
     };
     let clock = LocalClock::new(Arc::new(SystemClock), zone);
     let zone_name = clock::zone_name(clock.zone());
@@ -216,7 +228,7 @@ async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Resu
         (&args.daytime, Service::Daytime),
     ] {
         if !specs.is_empty() {
-            for listener in register(listener::bind_all(specs)?)? {
+            for listener in register(listener::bind_all(specs, args.reuse_port)?)? {
                 server = server.with_listener(listener, service);
             }
         }
@@ -236,6 +248,7 @@ async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Resu
         line_timeout = %format_duration(config.line_timeout),
         write_timeout = %format_duration(config.write_timeout),
         max_output = config.max_output,
+        proxy_protocol = config.proxy_protocol,
         "jamd listening on {addrs}"
     );
     for service in [Service::Time, Service::Daytime] {
@@ -262,7 +275,7 @@ async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Resu
     if !args.metrics.is_empty() {
         let render: Arc<dyn Fn() -> String + Send + Sync> =
             Arc::new(move || stats.render_metrics());
-        for listener in register(listener::bind_all(&args.metrics)?)? {
+        for listener in register(listener::bind_all(&args.metrics, false)?)? {
             metrics::log_listening(listener.local_addr()?);
             tokio::spawn(metrics::serve(listener, render.clone(), shutdown.clone()));
         }
