@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future as _;
 use std::io::{self, Read as _};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -135,10 +135,12 @@ thread_local! {
 
 /// Serves a newly accepted connection until it closes or parks.
 ///
-/// `initial` holds client bytes already read (those that followed a PROXY header).
+/// `via` is the load balancer a PROXY header came through; `initial` holds client bytes already
+/// read (those that followed the header).
 pub(crate) async fn serve(
     stream: TcpStream,
     meta: Meta,
+    via: Option<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     initial: Vec<u8>,
@@ -146,7 +148,7 @@ pub(crate) async fn serve(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(conn = meta.id, peer = %meta.peer, error = %e, "could not set TCP_NODELAY");
     }
-    match (meta.via, meta.from_balancer) {
+    match (via, meta.from_balancer) {
         (Some(via), _) => info!(conn = meta.id, peer = %meta.peer, %via, "connection opened"),
         (None, false) => info!(conn = meta.id, peer = %meta.peer, "connection opened"),
         (None, true) => debug!(conn = meta.id, peer = %meta.peer, "balancer connection opened"),

@@ -42,8 +42,6 @@ pub(crate) struct Parked {
 pub(crate) struct Meta {
     pub(crate) id: u64,
     pub(crate) peer: SocketAddr,
-    /// The load balancer the connection came through, when a PROXY header named the client.
-    pub(crate) via: Option<SocketAddr>,
     /// A load balancer's own connection (a PROXY header without a client address, as health
     /// checks send): logged at debug level, since it comes every few hundred milliseconds.
     pub(crate) from_balancer: bool,

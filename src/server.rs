@@ -307,7 +307,6 @@ fn admit(
     let meta = Meta {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         peer,
-        via: None,
         from_balancer: false,
         opened: Instant::now(),
         _active: ActiveGuard(shared.clone()),
@@ -330,6 +329,7 @@ async fn start(
     shutdown: CancellationToken,
 ) {
     let mut initial = Vec::new();
+    let mut via = None;
     if shared.config.proxy_protocol {
         let limit = match shared.config.line_timeout {
             Duration::ZERO => PROXY_HEADER_TIMEOUT,
@@ -343,7 +343,7 @@ async fn start(
             Ok((header, rest)) => {
                 match header.client {
                     Some(client) => {
-                        meta.via = Some(meta.peer);
+                        via = Some(meta.peer);
                         meta.peer = canonical(client);
                     }
                     None => meta.from_balancer = true,
@@ -368,7 +368,7 @@ async fn start(
         }
     }
     match service {
-        Service::Jam => connection::serve(stream, meta, shared, shutdown, initial).await,
+        Service::Jam => connection::serve(stream, meta, via, shared, shutdown, initial).await,
         Service::Time | Service::Daytime => {
             service::serve_once(service, stream, meta, shared).await;
         }
