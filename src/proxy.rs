@@ -77,6 +77,12 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Header>, ProxyError> {
         };
     }
     let header = match result {
+        // ppp accepts a v1 header ending in a bare LF when nothing follows it, but not when data
+        // does: the verdict would depend on how the bytes were split into packets. The
+        // specification requires CR LF, so require it here.
+        HeaderResult::V1(Ok(header)) if !header.header.ends_with("\r\n") => {
+            return Err(ProxyError::Invalid("header must end in CR LF".into()));
+        }
         HeaderResult::V1(Ok(header)) => Header {
             len: header.header.len(),
             client: match header.addresses {
@@ -231,6 +237,16 @@ mod tests {
             parse(b"PROXY TCP4 not-an-address 10.0.0.1 1 2\r\n"),
             Err(ProxyError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_v1_header_must_end_in_cr_lf_however_the_bytes_arrive() {
+        // Found by fuzzing: accepted alone, refused when the client's data followed.
+        let bare_lf = b"PROXY TCP6 2:: 7::1 511 6 \n";
+        assert!(matches!(parse(bare_lf), Err(ProxyError::Invalid(_))));
+        let mut with_data = bare_lf.to_vec();
+        with_data.extend_from_slice(b"TIME\r\n");
+        assert!(matches!(parse(&with_data), Err(ProxyError::Invalid(_))));
     }
 
     #[test]
