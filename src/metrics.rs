@@ -24,85 +24,6 @@ use tracing::{debug, info};
 
 use crate::timesync::{Health, SyncState};
 
-/// Everything counted. Each is one sample of a labelled family (see [`Count::family`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-#[allow(missing_docs)] // the names say it; `family` gives the exported name and label
-pub enum Count {
-    AcceptedJam,
-    AcceptedTime,
-    AcceptedDaytime,
-    RefusedBusy,
-    RefusedProxyHeader,
-    RequestTime,
-    RequestQuit,
-    RequestOther,
-    ErrorUnknownCommand,
-    ErrorExtraArguments,
-    ErrorNotHttp,
-    ErrorLineTooLong,
-    ErrorMissingLineEnd,
-    ErrorIdleTimeout,
-    ErrorLineTimeout,
-    ErrorServerBusy,
-    ClosedQuit,
-    ClosedClientClosed,
-    ClosedIdleTimeout,
-    ClosedLineTimeout,
-    ClosedLineTooLong,
-    ClosedWriteTimeout,
-    ClosedHttp,
-    ClosedShutdown,
-    ClosedReset,
-    ClosedError,
-    ClosedAnswered,
-    ReceivedBytes,
-    SentBytes,
-    AcceptErrorResources,
-    AcceptErrorConnection,
-}
-
-/// How many [`Count`]s there are.
-const COUNTS: usize = Count::AcceptErrorConnection as usize + 1;
-
-/// Every [`Count`], in order.
-const ALL: [Count; COUNTS] = {
-    use Count::*;
-    [
-        AcceptedJam,
-        AcceptedTime,
-        AcceptedDaytime,
-        RefusedBusy,
-        RefusedProxyHeader,
-        RequestTime,
-        RequestQuit,
-        RequestOther,
-        ErrorUnknownCommand,
-        ErrorExtraArguments,
-        ErrorNotHttp,
-        ErrorLineTooLong,
-        ErrorMissingLineEnd,
-        ErrorIdleTimeout,
-        ErrorLineTimeout,
-        ErrorServerBusy,
-        ClosedQuit,
-        ClosedClientClosed,
-        ClosedIdleTimeout,
-        ClosedLineTimeout,
-        ClosedLineTooLong,
-        ClosedWriteTimeout,
-        ClosedHttp,
-        ClosedShutdown,
-        ClosedReset,
-        ClosedError,
-        ClosedAnswered,
-        ReceivedBytes,
-        SentBytes,
-        AcceptErrorResources,
-        AcceptErrorConnection,
-    ]
-};
-
 /// A counter family: exported name (without `_total`), help, and label name.
 struct Family {
     name: &'static str,
@@ -151,45 +72,68 @@ const ACCEPT_ERRORS: Family = Family {
     label: Some("kind"),
 };
 
-impl Count {
-    /// The family this count belongs to and its label value.
-    fn family(self) -> (&'static Family, &'static str) {
-        use Count::*;
-        match self {
-            AcceptedJam => (&ACCEPTED, "jam"),
-            AcceptedTime => (&ACCEPTED, "rfc868"),
-            AcceptedDaytime => (&ACCEPTED, "daytime"),
-            RefusedBusy => (&REFUSED, "busy"),
-            RefusedProxyHeader => (&REFUSED, "proxy_header"),
-            RequestTime => (&REQUESTS, "TIME"),
-            RequestQuit => (&REQUESTS, "QUIT"),
-            RequestOther => (&REQUESTS, "other"),
-            ErrorUnknownCommand => (&ERRORS, "unknown_command"),
-            ErrorExtraArguments => (&ERRORS, "extra_arguments"),
-            ErrorNotHttp => (&ERRORS, "not_http"),
-            ErrorLineTooLong => (&ERRORS, "line_too_long"),
-            ErrorMissingLineEnd => (&ERRORS, "missing_line_end"),
-            ErrorIdleTimeout => (&ERRORS, "idle_timeout"),
-            ErrorLineTimeout => (&ERRORS, "line_timeout"),
-            ErrorServerBusy => (&ERRORS, "server_busy"),
-            ClosedQuit => (&CLOSED, "quit"),
-            ClosedClientClosed => (&CLOSED, "client_closed"),
-            ClosedIdleTimeout => (&CLOSED, "idle_timeout"),
-            ClosedLineTimeout => (&CLOSED, "line_timeout"),
-            ClosedLineTooLong => (&CLOSED, "line_too_long"),
-            ClosedWriteTimeout => (&CLOSED, "write_timeout"),
-            ClosedHttp => (&CLOSED, "http_request"),
-            ClosedShutdown => (&CLOSED, "shutdown"),
-            ClosedReset => (&CLOSED, "reset"),
-            ClosedError => (&CLOSED, "io_error"),
-            ClosedAnswered => (&CLOSED, "answered"),
-            ReceivedBytes => (&RECEIVED, ""),
-            SentBytes => (&SENT, ""),
-            AcceptErrorResources => (&ACCEPT_ERRORS, "resources"),
-            AcceptErrorConnection => (&ACCEPT_ERRORS, "connection"),
+/// Declares [`Count`], the list of all counts in order, and each count's family and label value,
+/// from one table, so the three cannot disagree.
+macro_rules! counts {
+    ($($count:ident => $family:ident $label:literal,)*) => {
+        /// Everything counted. Each is one sample of a labelled family (see [`Count::family`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        #[allow(missing_docs)] // the names say it; the table gives exported name and label
+        pub enum Count {
+            $($count,)*
         }
-    }
+
+        /// Every [`Count`], in order.
+        const ALL: &[Count] = &[$(Count::$count,)*];
+
+        impl Count {
+            /// The family this count belongs to and its label value.
+            fn family(self) -> (&'static Family, &'static str) {
+                match self {
+                    $(Count::$count => (&$family, $label),)*
+                }
+            }
+        }
+    };
 }
+
+counts! {
+    AcceptedJam => ACCEPTED "jam",
+    AcceptedTime => ACCEPTED "rfc868",
+    AcceptedDaytime => ACCEPTED "daytime",
+    RefusedBusy => REFUSED "busy",
+    RefusedProxyHeader => REFUSED "proxy_header",
+    RequestTime => REQUESTS "TIME",
+    RequestQuit => REQUESTS "QUIT",
+    RequestOther => REQUESTS "other",
+    ErrorUnknownCommand => ERRORS "unknown_command",
+    ErrorExtraArguments => ERRORS "extra_arguments",
+    ErrorNotHttp => ERRORS "not_http",
+    ErrorLineTooLong => ERRORS "line_too_long",
+    ErrorMissingLineEnd => ERRORS "missing_line_end",
+    ErrorIdleTimeout => ERRORS "idle_timeout",
+    ErrorLineTimeout => ERRORS "line_timeout",
+    ErrorServerBusy => ERRORS "server_busy",
+    ClosedQuit => CLOSED "quit",
+    ClosedClientClosed => CLOSED "client_closed",
+    ClosedIdleTimeout => CLOSED "idle_timeout",
+    ClosedLineTimeout => CLOSED "line_timeout",
+    ClosedLineTooLong => CLOSED "line_too_long",
+    ClosedWriteTimeout => CLOSED "write_timeout",
+    ClosedHttp => CLOSED "http_request",
+    ClosedShutdown => CLOSED "shutdown",
+    ClosedReset => CLOSED "reset",
+    ClosedError => CLOSED "io_error",
+    ClosedAnswered => CLOSED "answered",
+    ReceivedBytes => RECEIVED "",
+    SentBytes => SENT "",
+    AcceptErrorResources => ACCEPT_ERRORS "resources",
+    AcceptErrorConnection => ACCEPT_ERRORS "connection",
+}
+
+/// How many [`Count`]s there are.
+const COUNTS: usize = ALL.len();
 
 /// One thread's counters. Only the owning thread writes; scrapes read.
 struct Shard([AtomicU64; COUNTS]);
@@ -341,7 +285,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 fn snapshot(m: &Metrics, gauges: Gauges) -> prometheus::Result<prometheus::Registry> {
     use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
     let registry = prometheus::Registry::new();
-    let mut rest = &ALL[..];
+    let mut rest = ALL;
     while let Some(first) = rest.first() {
         let family = first.family().0;
         let members = rest
@@ -547,7 +491,7 @@ mod tests {
     fn families_are_contiguous_so_each_is_described_once() {
         let mut seen: Vec<&str> = Vec::new();
         let mut last = "";
-        for count in ALL {
+        for &count in ALL {
             let name = count.family().0.name;
             if name != last {
                 assert!(!seen.contains(&name), "{name} is split");
