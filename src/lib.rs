@@ -21,6 +21,7 @@
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
 //! | [`client`] | async client, target parsing, clock-offset estimation |
 //! | [`bench`] | the `jam bench` load generator |
+//! | [`systemd`] | socket activation and `Type=notify` readiness |
 
 pub mod bench;
 pub mod client;
@@ -35,6 +36,7 @@ pub mod protocol;
 pub mod responder;
 pub mod server;
 pub mod service;
+pub mod systemd;
 pub mod timesync;
 
 pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};

@@ -9,6 +9,7 @@ use jam::clock::{self, LocalClock, SystemClock};
 use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_size};
 use jam::logging::{self, LogFormat};
 use jam::service::Service;
+use jam::systemd;
 use jam::timesync::ClockWatch;
 use jam::{Server, listener};
 use jiff::tz::TimeZone;
@@ -26,7 +27,8 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 #[command(name = "jamd", version)]
 struct Args {
     /// Address to listen on (repeatable): 127.0.0.1:45000, [::1]:45000, :45000.
-    /// [default: [::]:PORT, dual-stack; 0.0.0.0:PORT where IPv6 is unavailable]
+    /// [default: [::]:PORT, dual-stack; 0.0.0.0:PORT where IPv6 is unavailable; under systemd
+    /// socket activation, the passed sockets, and then --listen is an error]
     #[arg(
         short,
         long = "listen",
@@ -129,6 +131,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // First, while jamd has one thread: taking the sockets clears LISTEN_FDS (systemd.rs).
+    let activated = systemd::take_listeners()?;
     let default_level = if args.quiet { "warn" } else { "info" };
     let _log_guard = logging::init(args.log_format, args.log_level.as_deref(), default_level)?;
 
@@ -192,11 +196,29 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("jamd-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, config, zone))
+    runtime.block_on(serve(args, config, zone, activated))
 }
 
-async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Result<()> {
-    let std_listeners = if args.listen.is_empty() {
+async fn serve(
+    args: Args,
+    config: ServerConfig,
+    zone: TimeZone,
+    activated: Option<Vec<std::net::TcpListener>>,
+) -> anyhow::Result<()> {
+    let std_listeners = if let Some(passed) = activated {
+        // Two sources of addresses would leave one silently unused: refuse, and say which.
+        if !args.listen.is_empty() {
+            anyhow::bail!(
+                "--listen (or JAMD_LISTEN) cannot be combined with systemd socket activation; \
+                 set the addresses in the .socket unit (ListenStream=) or drop the .socket unit"
+            );
+        }
+        info!(
+            sockets = passed.len(),
+            "socket activation: serving the listening sockets passed by systemd instead of binding"
+        );
+        passed
+    } else if args.listen.is_empty() {
         listener::bind_default(args.port)?
     } else {
         listener::bind_all(&args.listen)?
@@ -239,6 +261,7 @@ async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Resu
             info!(%service, "{service} service listening on {}", addrs.join(", "));
         }
     }
+    systemd::notify_ready(&format!("serving on {addrs}"));
 
     let shutdown = CancellationToken::new();
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -254,6 +277,7 @@ async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Resu
         _ = sigint.recv() => "SIGINT",
         _ = sigterm.recv() => "SIGTERM",
     };
+    systemd::notify_stopping();
     info!(
         signal = first,
         grace = %format_duration(grace),
