@@ -22,6 +22,7 @@
 //! | [`client`] | async client, target parsing, clock-offset estimation |
 //! | [`bench`] | the `jam bench` load generator |
 //! | [`systemd`] | socket activation and `Type=notify` readiness |
+//! | [`generate`] | `--generate`: shell completions and man pages from the clap definitions |
 
 pub mod bench;
 pub mod client;
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 mod connection;
+pub mod generate;
 pub mod listener;
 pub mod logging;
 mod parker;

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use jam::clock::{self, LocalClock, SystemClock};
 use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_size};
+use jam::generate::{self, Generate};
 use jam::logging::{self, LogFormat};
 use jam::service::Service;
 use jam::systemd;
@@ -117,10 +118,23 @@ struct Args {
     /// Log only warnings and errors.
     #[arg(short, long, conflicts_with = "log_level")]
     quiet: bool,
+
+    /// Print the man page or a shell completion script to stdout and exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    generate: Option<Generate>,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(what) = args.generate {
+        return match generate::write(what, Args::command(), &mut std::io::stdout().lock()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jamd: error: cannot write to stdout: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
