@@ -23,6 +23,8 @@
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
 //! | [`client`] | async client, target parsing, clock-offset estimation |
 //! | [`bench`] | the `jam bench` load generator |
+//! | [`systemd`] | socket activation and `Type=notify` readiness |
+//! | [`generate`] | `--generate`: shell completions and man pages from the clap definitions |
 
 pub mod bench;
 pub mod client;
@@ -30,6 +32,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 mod connection;
+pub mod generate;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
@@ -39,6 +42,7 @@ pub mod proxy;
 pub mod responder;
 pub mod server;
 pub mod service;
+pub mod systemd;
 pub mod timesync;
 
 pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};

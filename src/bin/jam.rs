@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use jam::bench::{self, BenchConfig, BenchReport, Expect, Mode, Progress};
 use jam::client::{self, Client, ClientError, DEFAULT_TARGET, Target};
 use jam::config::parse_duration;
+use jam::generate::{self, Generate};
 use jam::protocol::Reply;
 use serde_json::json;
 
@@ -38,10 +39,19 @@ Exit codes:
 
 /// jam: ask a jam time server the time, talk to it, check its clock, load-test it.
 #[derive(Debug, Parser)]
-#[command(name = "jam", version, after_help = EXIT_CODES)]
+#[command(
+    name = "jam",
+    version,
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    /// Print the man page or a shell completion script to stdout and exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    generate: Option<Generate>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +183,15 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(what) = cli.generate {
+        return match generate::write(what, Cli::command(), &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jam: cannot write to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,12 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use jam::clock::{self, LocalClock, SystemClock};
 use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_size};
+use jam::generate::{self, Generate};
 use jam::logging::{self, LogFormat};
 use jam::metrics;
 use jam::service::Service;
+use jam::systemd;
 use jam::timesync::ClockWatch;
 use jam::{Server, listener};
 use jiff::tz::TimeZone;
@@ -27,7 +29,8 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 #[command(name = "jamd", version)]
 struct Args {
     /// Address to listen on (repeatable): 127.0.0.1:45000, [::1]:45000, :45000.
-    /// [default: [::]:PORT, dual-stack; 0.0.0.0:PORT where IPv6 is unavailable]
+    /// [default: [::]:PORT, dual-stack; 0.0.0.0:PORT where IPv6 is unavailable; under systemd
+    /// socket activation, the passed sockets, and then --listen is an error]
     #[arg(
         short,
         long = "listen",
@@ -132,10 +135,23 @@ struct Args {
     /// Log only warnings and errors.
     #[arg(short, long, conflicts_with = "log_level")]
     quiet: bool,
+
+    /// Print the man page or a shell completion script to stdout and exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    generate: Option<Generate>,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(what) = args.generate {
+        return match generate::write(what, Args::command(), &mut std::io::stdout().lock()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jamd: error: cannot write to stdout: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -146,6 +162,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // First, while jamd has one thread: taking the sockets clears LISTEN_FDS (systemd.rs).
+    let activated = systemd::take_listeners()?;
     let default_level = if args.quiet { "warn" } else { "info" };
     let _log_guard = logging::init(args.log_format, args.log_level.as_deref(), default_level)?;
 
@@ -210,11 +228,34 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("jamd-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, config, zone))
+    runtime.block_on(serve(args, config, zone, activated))
 }
 
-async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Result<()> {
-    let std_listeners = if args.listen.is_empty() {
+async fn serve(
+    args: Args,
+    config: ServerConfig,
+    zone: TimeZone,
+    activated: Option<Vec<std::net::TcpListener>>,
+) -> anyhow::Result<()> {
+    let std_listeners = if let Some(passed) = activated {
+        // Two sources of addresses would leave one silently unused: refuse, and say which.
+        if !args.listen.is_empty() {
+            anyhow::bail!(
+                "--listen (or JAMD_LISTEN) cannot be combined with systemd socket activation; \
+                 set the addresses in the .socket unit (ListenStream=) or drop the .socket unit"
+            );
+        }
+        if args.reuse_port {
+            warn!(
+                "--reuse-port has no effect on sockets passed by systemd; set ReusePort=yes in the .socket unit"
+            );
+        }
+        info!(
+            sockets = passed.len(),
+            "socket activation: serving the listening sockets passed by systemd instead of binding"
+        );
+        passed
+    } else if args.listen.is_empty() {
         listener::bind_default(args.port, args.reuse_port)?
     } else {
         listener::bind_all(&args.listen, args.reuse_port)?
@@ -281,10 +322,13 @@ async fn serve(args: Args, config: ServerConfig, zone: TimeZone) -> anyhow::Resu
         }
     }
     let server = tokio::spawn(server.run(shutdown.clone()));
+    // Only now is every listener (jam, RFC 868/867, metrics) open.
+    systemd::notify_ready(&format!("serving on {addrs}"));
     let first = tokio::select! {
         _ = sigint.recv() => "SIGINT",
         _ = sigterm.recv() => "SIGTERM",
     };
+    systemd::notify_stopping();
     info!(
         signal = first,
         grace = %format_duration(grace),
