@@ -272,3 +272,36 @@ fn an_open_session_is_counted_without_waiting_for_its_close() {
     assert_eq!(value(&text, "jamd_connections_active"), 1.0, "still open");
     assert_eq!(value(&text, "jamd_sent_bytes_total"), 14.0, "{text}");
 }
+
+#[test]
+fn at_most_sixteen_scrapes_are_served_at_once() {
+    // Connections that never send a request hold the endpoint's 16 slots; a 17th waits in the
+    // listen queue until one of them goes, then is served. The endpoint never takes more.
+    let jamd = Jamd::spawn(&["--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&jamd);
+    scrape(metrics);
+    let mut silent: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(metrics).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = TcpStream::connect(metrics).expect("queued by the kernel");
+    waiting
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut first = [0u8; 1];
+    let early = waiting.read(&mut first);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "served while 16 scrapes were in progress: {early:?}"
+    );
+    drop(silent.pop());
+    waiting.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut all = String::new();
+    waiting
+        .read_to_string(&mut all)
+        .expect("served once a slot is free");
+    assert!(all.starts_with("HTTP/1.1 200"), "{all}");
+}
