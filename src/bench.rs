@@ -189,6 +189,7 @@ impl Control {
         self.take_with(want, || now)
     }
 
+    /// [`Control::take`], reading the clock only if the run has a deadline.
     fn take_with(&self, want: usize, now: impl FnOnce() -> Instant) -> usize {
         if self.stop.load(Ordering::Relaxed) {
             return 0;
@@ -547,6 +548,7 @@ fn nanos(d: Duration) -> u64 {
     d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
+/// Counts one more bad line of `kind`.
 fn count_kind(counts: &mut Vec<(ErrorKind, u64)>, kind: ErrorKind) {
     match counts.iter_mut().find(|(k, _)| *k == kind) {
         Some((_, n)) => *n += 1,
