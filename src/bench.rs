@@ -2,8 +2,13 @@
 //! open loop at a fixed `--rate` (latency from each request's intended send time, so a stalled
 //! server cannot hide its tail: no coordinated omission), or a new connection per request.
 //!
-//! Each load thread runs a single-threaded runtime with its share of the connections and its own
-//! histogram; nothing is shared per request except one atomic add per batch of replies.
+//! Each load thread has its share of the connections and its own histogram; nothing is shared per
+//! request except one atomic add per batch of replies. The closed loop, the mode that measures a
+//! server's peak, runs on a plain mio event loop per thread ([`closed_loop`]), so the load
+//! generator's own cost per request stays close to the system calls; the other modes, bounded by
+//! their rate or by connecting, run on a single-threaded tokio runtime per thread.
+
+mod closed_loop;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -176,10 +181,20 @@ struct Control {
 impl Control {
     /// Takes up to `want` requests from the budget; 0 when the run is over.
     fn take(&self, want: usize) -> usize {
+        self.take_with(want, Instant::now)
+    }
+
+    /// [`Control::take`] for a caller that has just read the clock anyway.
+    fn take_at(&self, want: usize, now: Instant) -> usize {
+        self.take_with(want, || now)
+    }
+
+    /// [`Control::take`], reading the clock only if the run has a deadline.
+    fn take_with(&self, want: usize, now: impl FnOnce() -> Instant) -> usize {
         if self.stop.load(Ordering::Relaxed) {
             return 0;
         }
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.deadline.is_some_and(|d| now() >= d) {
             self.stop.store(true, Ordering::Relaxed);
             return 0;
         }
@@ -271,6 +286,14 @@ fn run_thread(
     control: &Arc<Control>,
 ) -> ThreadStats {
     let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
+    // This thread's connections: index, index + threads, …
+    let mine: Vec<usize> = (index..config.connections).step_by(threads).collect();
+    if config.mode == Mode::ClosedLoop {
+        closed_loop::run(&mine, config, control, &stats);
+        return Rc::try_unwrap(stats)
+            .map(RefCell::into_inner)
+            .unwrap_or_else(|_| ThreadStats::new());
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -279,8 +302,6 @@ fn run_thread(
         Err(_) => return ThreadStats::new(),
     };
     let local = tokio::task::LocalSet::new();
-    // This thread's connections: index, index + threads, …
-    let mine: Vec<usize> = (index..config.connections).step_by(threads).collect();
     let per_conn_rate = match config.mode {
         Mode::OpenLoop(rate) => rate / config.connections.max(1) as f64,
         _ => 0.0,
@@ -292,14 +313,11 @@ fn run_thread(
             let control = control.clone();
             let stats = stats.clone();
             tasks.push(tokio::task::spawn_local(async move {
-                match config.mode {
-                    Mode::ClosedLoop => closed_loop(conn, &config, &control, &stats).await,
-                    Mode::OpenLoop(_) => {
-                        open_loop(conn, per_conn_rate, &config, &control, &stats).await
-                    }
-                    Mode::ConnectPerRequest => {
-                        connect_per_request(conn, &config, &control, &stats).await
-                    }
+                if let Mode::OpenLoop(_) = config.mode {
+                    open_loop(conn, per_conn_rate, &config, &control, &stats).await;
+                } else {
+                    // The closed loop returned above: this is connect-per-request.
+                    connect_per_request(conn, &config, &control, &stats).await;
                 }
             }));
         }
@@ -378,9 +396,14 @@ impl LineReader {
         }
     }
 
-    /// Reads more bytes; `Ok(false)` at EOF.
-    async fn fill(&mut self, stream: &mut TcpStream) -> std::io::Result<bool> {
-        if self.start > 0 {
+    /// Room for more bytes after the partial line kept (moved to the front); the caller adds what
+    /// it reads there to `end`. An error if a single line fills the whole buffer.
+    fn spare(&mut self) -> std::io::Result<&mut [u8]> {
+        if self.start == self.end {
+            // Nothing kept (the usual case): no copy needed.
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -391,7 +414,12 @@ impl LineReader {
                 "reply line too long",
             ));
         }
-        let n = stream.read(&mut self.buf[self.end..]).await?;
+        Ok(&mut self.buf[self.end..])
+    }
+
+    /// Reads more bytes; `Ok(false)` at EOF.
+    async fn fill(&mut self, stream: &mut TcpStream) -> std::io::Result<bool> {
+        let n = stream.read(self.spare()?).await?;
         self.end += n;
         Ok(n > 0)
     }
@@ -520,6 +548,14 @@ fn nanos(d: Duration) -> u64 {
     d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
+/// Counts one more bad line of `kind`.
+fn count_kind(counts: &mut Vec<(ErrorKind, u64)>, kind: ErrorKind) {
+    match counts.iter_mut().find(|(k, _)| *k == kind) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((kind, 1)),
+    }
+}
+
 /// Checks each complete reply line (in order, against the requests in flight) and records the
 /// latencies of the answered requests. Returns false if any reply was wrong.
 fn take_replies(
@@ -533,7 +569,9 @@ fn take_replies(
     let window = &reader.buf[reader.start..reader.end];
     let mut pos = 0;
     let mut lines = 0;
-    let mut bad = BTreeMap::new();
+    // Bad lines by kind: a Vec, empty and free in the usual case (a map costs a visible share of
+    // a request at depth 1 just to be created and dropped).
+    let mut bad: Vec<(ErrorKind, u64)> = Vec::new();
     while pos < window.len() {
         let rest = &window[pos..];
         // Fast path: the same reply as the last good one, then CR LF (no search needed).
@@ -553,7 +591,7 @@ fn take_replies(
         };
         if lines == in_flight.len() {
             // More replies than requests: the stream no longer lines up.
-            *bad.entry(ErrorKind::InvalidReply).or_insert(0u64) += 1;
+            count_kind(&mut bad, ErrorKind::InvalidReply);
             break;
         }
         lines += 1;
@@ -561,13 +599,13 @@ fn take_replies(
             let line = &rest[..end - 1];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if let Err(kind) = checker.check(line) {
-                *bad.entry(kind).or_insert(0u64) += 1;
+                count_kind(&mut bad, kind);
             }
         }
         pos += end;
     }
     reader.start += pos;
-    let errors: u64 = bad.values().sum();
+    let errors: u64 = bad.iter().map(|&(_, n)| n).sum();
     let good = lines as u64 - errors.min(lines as u64);
     let mut stats_ref = stats.borrow_mut();
     // Latencies are recorded when the whole batch was good (the usual case); a batch with a bad
@@ -575,7 +613,9 @@ fn take_replies(
     let clean = bad.is_empty();
     in_flight.take_oldest(lines, |at, n| {
         if clean {
-            stats_ref.latency.saturating_record_n(nanos(now - at), n);
+            stats_ref
+                .latency
+                .saturating_record_n(nanos(now.saturating_duration_since(at)), n);
         }
     });
     stats_ref.ok += good;
@@ -588,73 +628,6 @@ fn take_replies(
         fail(stats, control, kind, n);
     }
     false
-}
-
-async fn closed_loop(conn: usize, config: &BenchConfig, control: &Control, stats: &Stats) {
-    let depth = config.pipeline.max(1);
-    let first = control.take(depth);
-    if first == 0 {
-        return;
-    }
-    let mut stream = match connect(conn, config).await {
-        Ok(s) => s,
-        Err(kind) => return fail(stats, control, kind, first as u64),
-    };
-    stats.borrow_mut().connections += 1;
-    let block = request_block(config, depth);
-    let line_len = config.request.len() + 2;
-    let mut reader = LineReader::new();
-    let mut checker = Checker::new(&config.expect);
-    let mut sent = InFlight::default();
-    let mut grant = first;
-    // One timer per connection, moved only when it fires: arming a timer for every read would
-    // cost more than the request itself at pipeline depth 1.
-    let mut last_reply = Instant::now();
-    let watchdog = tokio::time::sleep(config.timeout);
-    tokio::pin!(watchdog);
-    loop {
-        if grant > 0 {
-            let now = Instant::now();
-            if let Err(e) = stream.write_all(&block[..grant * line_len]).await {
-                return fail(stats, control, io_kind(&e), (sent.len() + grant) as u64);
-            }
-            sent.push(now, grant);
-        }
-        if sent.is_empty() {
-            return;
-        }
-        let filled = loop {
-            tokio::select! {
-                biased;
-                filled = reader.fill(&mut stream) => break filled,
-                () = &mut watchdog => {
-                    let due = last_reply + config.timeout;
-                    if Instant::now() >= due {
-                        return fail(stats, control, ErrorKind::Timeout, sent.len() as u64);
-                    }
-                    watchdog.as_mut().reset(due);
-                }
-            }
-        };
-        match filled {
-            Err(e) => return fail(stats, control, io_kind(&e), sent.len() as u64),
-            Ok(false) => return fail(stats, control, ErrorKind::Closed, sent.len() as u64),
-            Ok(true) => {}
-        }
-        let before = sent.len();
-        let now = Instant::now();
-        last_reply = now;
-        if !take_replies(&mut reader, &mut sent, &mut checker, now, stats, control) {
-            // A wrong reply may mean replies and requests no longer line up: start over.
-            return fail(stats, control, ErrorKind::InvalidReply, 0);
-        }
-        let answered = before - sent.len();
-        grant = if answered > 0 {
-            control.take(answered)
-        } else {
-            0
-        };
-    }
 }
 
 async fn open_loop(conn: usize, rate: f64, config: &BenchConfig, control: &Control, stats: &Stats) {

@@ -807,6 +807,84 @@ async fn bench_counts_invalid_replies_as_errors() {
     assert_eq!(v["errors"]["invalid reply"], error_count(&v), "{v}");
 }
 
+/// A fake that answers the first `good` lines of each connection with a valid reply, the next one
+/// with `last` (if any), then reads on without answering until the client closes. With
+/// `hang_up`, it closes its side after those replies instead (a FIN, the requests unanswered).
+fn fake_answering_then(good: usize, last: Option<&'static [u8]>, hang_up: bool) -> SocketAddr {
+    fake(move |mut stream| {
+        let mut answered = 0;
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+                let reply: &[u8] = match (answered, last) {
+                    (i, _) if i < good => b"JAM 12:34:56\r\n",
+                    (i, Some(last)) if i == good => last,
+                    _ => b"",
+                };
+                if stream.write_all(reply).is_err() {
+                    return;
+                }
+                answered += 1;
+            }
+            if hang_up && answered >= good {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_pipelined_counts_an_invalid_reply_and_only_the_good_ones_before_it() {
+    // 5 good replies per connection, then a wrong one: the connection gives up there.
+    let addr = fake_answering_then(5, Some(b"JAM 12:34:5\r\n"), false);
+    let addr = addr.to_string();
+    let run = jam(&["bench", &addr, "-c", "2", "-P", "4", "-n", "1000", "--json"]).await;
+    run.expect_code(1);
+    let v = run.json();
+    assert_eq!(ok(&v), 10, "{v}");
+    assert_eq!(v["errors"]["invalid reply"], 2, "{v}");
+    assert_eq!(error_count(&v), 2, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_counts_requests_outstanding_when_the_server_closes_mid_run() {
+    // 10 replies per connection, then the server closes with 4 requests in flight on each.
+    let addr = fake_answering_then(10, None, true);
+    let addr = addr.to_string();
+    let run = jam(&["bench", &addr, "-c", "2", "-P", "4", "-n", "1000", "--json"]).await;
+    run.expect_code(1);
+    let v = run.json();
+    assert_eq!(ok(&v), 20, "{v}");
+    assert_eq!(v["errors"]["closed by server"], 8, "{v}");
+    assert_eq!(error_count(&v), 8, "{v}");
+    assert_eq!(v["connections_opened"], 2, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_counts_requests_never_answered_as_timeouts() {
+    let addr = fake_silent();
+    let addr = addr.to_string();
+    let run = jam(&[
+        "bench",
+        &addr,
+        "-c",
+        "3",
+        "-P",
+        "2",
+        "-n",
+        "100",
+        "--timeout",
+        "200ms",
+        "--json",
+    ])
+    .await;
+    run.expect_code(1);
+    let v = run.json();
+    assert_eq!(ok(&v), 0, "{v}");
+    assert_eq!(v["errors"]["timeout"], 6, "{v}");
+    assert_eq!(error_count(&v), 6, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_counts_refused_connections_as_errors() {
     let addr = refused_addr();
