@@ -141,6 +141,8 @@ pub struct BenchReport {
     pub cpu: Duration,
     /// Connections that were established.
     pub connections: u64,
+    /// The run was ended early through [`Progress::interrupt`].
+    pub interrupted: bool,
 }
 
 impl BenchReport {
@@ -167,6 +169,9 @@ pub struct Progress {
     pub ok: AtomicU64,
     /// Failures so far.
     pub errors: AtomicU64,
+    /// Set (e.g. on Ctrl-C) to end the run early: no new requests are sent, those in flight are
+    /// awaited (within the timeout), and the report covers what was done.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 /// Shared run state: the request budget and the stop flag.
@@ -192,6 +197,10 @@ impl Control {
     /// [`Control::take`], reading the clock only if the run has a deadline.
     fn take_with(&self, want: usize, now: impl FnOnce() -> Instant) -> usize {
         if self.stop.load(Ordering::Relaxed) {
+            return 0;
+        }
+        if self.progress.interrupt.load(Ordering::Relaxed) {
+            self.stop.store(true, Ordering::Relaxed);
             return 0;
         }
         if self.deadline.is_some_and(|d| now() >= d) {
@@ -263,6 +272,7 @@ pub fn run(config: &BenchConfig, progress: Arc<Progress>) -> BenchReport {
         latency: new_histogram(),
         cpu: Duration::ZERO,
         connections: 0,
+        interrupted: false,
     };
     for handle in handles {
         let Ok(handle) = handle else { continue };
@@ -276,6 +286,7 @@ pub fn run(config: &BenchConfig, progress: Arc<Progress>) -> BenchReport {
     }
     report.elapsed = start.elapsed();
     report.cpu = process_cpu_time().saturating_sub(cpu_before);
+    report.interrupted = control.progress.interrupt.load(Ordering::Relaxed);
     report
 }
 

@@ -952,3 +952,62 @@ async fn output_into_a_closed_pipe_ends_quietly_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
 }
+
+#[test]
+fn bench_ctrl_c_ends_the_run_with_a_summary_of_what_was_done() {
+    let jamd = common::Jamd::spawn(&[]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jam"))
+        .args([
+            "bench",
+            &jamd.addr.to_string(),
+            "-c",
+            "4",
+            "-z",
+            "60s",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jam");
+    // Let it run, then press Ctrl-C (SIGINT) as a user would.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status.code();
+        }
+        assert!(start.elapsed() < WAIT, "jam bench ignored Ctrl-C");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    assert_eq!(code, Some(130), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).expect("a JSON summary");
+    assert_eq!(v["interrupted"], true, "{v}");
+    assert!(ok(&v) > 0, "{v}");
+    assert_eq!(
+        error_count(&v),
+        0,
+        "in-flight requests are awaited, not failed: {v}"
+    );
+}

@@ -2,6 +2,8 @@
 
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
+
+use signal_hook::consts::SIGINT;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -383,7 +385,9 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
 fn bench_command(runtime: &tokio::runtime::Runtime, args: BenchArgs) -> ExitCode {
     match run_bench(runtime, &args) {
         Ok(report) => {
-            if report.error_count() > 0 {
+            if report.interrupted {
+                ExitCode::from(130)
+            } else if report.error_count() > 0 {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
@@ -457,11 +461,18 @@ fn run_bench(
         sources,
     };
     let progress = Arc::new(Progress::default());
+    // Ctrl-C ends the run with a summary of what was done; a second Ctrl-C exits at once.
+    let interrupt = progress.interrupt.clone();
+    let _ = signal_hook::flag::register_conditional_shutdown(SIGINT, 130, interrupt.clone());
+    let _ = signal_hook::flag::register(SIGINT, interrupt.clone());
     let bar = progress_bar(&config, progress.clone());
     let report = bench::run(&config, progress);
     if let Some((bar, stop)) = bar {
         stop.store(true, Ordering::Relaxed);
         let _ = bar.join();
+    }
+    if interrupt.load(Ordering::Relaxed) {
+        eprintln!("jam bench: interrupted; the summary covers the requests made until then");
     }
     print_report(&config, &report, args.json);
     Ok(report)
@@ -528,6 +539,7 @@ fn print_report(config: &BenchConfig, report: &BenchReport, as_json: bool) {
             "error_count": report.error_count(),
             "elapsed_s": report.elapsed.as_secs_f64(),
             "rps": report.throughput(),
+            "interrupted": report.interrupted,
             "latency_ms": {
                 "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": max_ms,
             },
