@@ -139,6 +139,12 @@ impl Decoder {
             || !matches!(self.state, State::Data | State::Failed)
     }
 
+    /// Whether the decoder is between lines with nothing pending (no partial line, CR or telnet
+    /// command), so that a complete line at the start of the next input decodes on its own.
+    pub fn at_line_start(&self) -> bool {
+        self.state == State::Data && self.received == 0 && (self.returned || self.line.is_empty())
+    }
+
     /// Bytes of line content held between reads (at most `max_line`).
     pub fn buffered(&self) -> usize {
         if self.returned { 0 } else { self.line.len() }

@@ -1,5 +1,7 @@
 //! The whole reply path on arbitrary input: every reply line is `JAM …`, `ERR …` or a telnet
-//! refusal, and a tiny output cap (input offered again, as a session does) changes nothing.
+//! refusal; a tiny output cap (input offered again, as a session does) changes nothing; and
+//! input fed one byte per read (which never takes the responder's fast path for `TIME`) gets
+//! the same replies as the whole input at once.
 #![no_main]
 
 use std::sync::Arc;
@@ -30,9 +32,27 @@ fn run(data: &[u8], cap: usize) -> Vec<u8> {
     all
 }
 
+/// Feeds `data` one byte per call, as a client sending one byte per packet would.
+fn run_bytewise(data: &[u8]) -> Vec<u8> {
+    let clock = LocalClock::new(
+        Arc::new(ManualClock::new(jam::clock::Timestamp::UNIX_EPOCH)),
+        jam::clock::TimeZone::UTC,
+    );
+    let mut responder = Responder::new(256, tracing::Span::none());
+    let mut all = Vec::new();
+    for byte in data.chunks(1) {
+        if responder.respond(byte, &mut all, &clock, usize::MAX).end.is_some() {
+            return all;
+        }
+    }
+    responder.finish(&mut all);
+    all
+}
+
 fuzz_target!(|data: &[u8]| {
     let whole = run(data, usize::MAX);
     assert_eq!(run(data, 1), whole);
+    assert_eq!(run_bytewise(data), whole);
     let mut rest = &whole[..];
     while !rest.is_empty() {
         if rest[0] == 0xff {
