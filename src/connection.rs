@@ -356,6 +356,13 @@ impl Session {
             if let Some(reason) = self.ending {
                 return Outcome::Close(reason);
             }
+            if self.rearm {
+                self.rearm = false;
+                let next = self.next_deadline(config);
+                if next < timer.deadline() {
+                    timer.as_mut().reset(next);
+                }
+            }
             // Checked on every pass, so a client that never stops sending still sees shutdown.
             draining = draining || shutdown.is_cancelled();
             let room = self.out.len() < config.max_output;
@@ -418,13 +425,6 @@ impl Session {
                     }
                     Poll::Pending
                 }), if !draining => draining = true,
-            }
-            if self.rearm {
-                self.rearm = false;
-                let next = self.next_deadline(config);
-                if next < timer.deadline() {
-                    timer.as_mut().reset(next);
-                }
             }
         }
     }
@@ -598,6 +598,8 @@ impl Session {
             }
         }
         self.out = Vec::new();
+        // The write deadline is gone and parking may now be possible.
+        self.rearm = true;
         Ok(())
     }
 

@@ -339,3 +339,27 @@ fn haproxy_fails_over_when_a_backend_dies_and_the_restarted_backend_rejoins() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_partial_line_right_after_the_header_is_cut_off_by_the_line_timeout() {
+    // The bytes after a header arrive with it and are handled before the session first waits:
+    // their partial line must arm the line timeout (with the idle timeout off, nothing else
+    // would ever close this connection).
+    let jamd = Jamd::spawn(&[
+        "--proxy-protocol",
+        "--line-timeout",
+        "300ms",
+        "--idle-timeout",
+        "0",
+    ]);
+    let mut stream = TcpStream::connect(jamd.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+        .write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 45000\r\nTI")
+        .expect("send");
+    let mut all = Vec::new();
+    stream
+        .read_to_end(&mut all)
+        .expect("closed by the line timeout");
+    assert_eq!(all, b"ERR line timeout\r\n");
+}
