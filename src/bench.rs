@@ -442,6 +442,9 @@ impl LineReader {
 struct InFlight {
     runs: VecDeque<(Instant, u64)>,
     len: usize,
+    /// How many of the newest requests are due but not yet fully written (a loop that counts
+    /// requests when they are granted, before the write): no reply can answer those.
+    unwritten: usize,
 }
 
 impl InFlight {
@@ -580,6 +583,7 @@ fn take_replies(
     let window = &reader.buf[reader.start..reader.end];
     let mut pos = 0;
     let mut lines = 0;
+    let mut bad_lines = 0u64;
     // Bad lines by kind: a Vec, empty and free in the usual case (a map costs a visible share of
     // a request at depth 1 just to be created and dropped).
     let mut bad: Vec<(ErrorKind, u64)> = Vec::new();
@@ -600,8 +604,8 @@ fn take_replies(
                 None => break,
             }
         };
-        if lines == in_flight.len() {
-            // More replies than requests: the stream no longer lines up.
+        if lines == in_flight.len().saturating_sub(in_flight.unwritten) {
+            // More replies than requests written: the stream no longer lines up.
             count_kind(&mut bad, ErrorKind::InvalidReply);
             break;
         }
@@ -611,13 +615,14 @@ fn take_replies(
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if let Err(kind) = checker.check(line) {
                 count_kind(&mut bad, kind);
+                bad_lines += 1;
             }
         }
         pos += end;
     }
     reader.start += pos;
-    let errors: u64 = bad.iter().map(|&(_, n)| n).sum();
-    let good = lines as u64 - errors.min(lines as u64);
+    // An extra reply (more than were asked for) is an error but not one of the `lines`.
+    let good = lines as u64 - bad_lines.min(lines as u64);
     let mut stats_ref = stats.borrow_mut();
     // Latencies are recorded when the whole batch was good (the usual case); a batch with a bad
     // reply ends the connection anyway.
@@ -898,6 +903,40 @@ mod tests {
         assert_eq!(stats.borrow().ok, 2);
         assert_eq!(in_flight.len(), 1);
         assert_eq!(&reader.buf[reader.start..reader.end], b"JAM 01:0");
+    }
+
+    #[test]
+    fn a_reply_to_a_request_not_yet_written_is_invalid() {
+        // Three requests are due but only one is written: a second reply cannot be an answer.
+        let mut reader = LineReader::new();
+        let data = b"JAM 01:02:03\r\nJAM 01:02:03\r\n";
+        reader.buf[..data.len()].copy_from_slice(data);
+        reader.end = data.len();
+        let mut in_flight = InFlight::default();
+        in_flight.push(Instant::now(), 3);
+        in_flight.unwritten = 2;
+        let mut checker = Checker::new(&Expect::JamTime);
+        let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
+        let control = Control {
+            budget: None,
+            stop: AtomicBool::new(false),
+            progress: Arc::default(),
+            deadline: None,
+        };
+        let clean = take_replies(
+            &mut reader,
+            &mut in_flight,
+            &mut checker,
+            Instant::now(),
+            &stats,
+            &control,
+        );
+        assert!(!clean);
+        assert_eq!(stats.borrow().ok, 1);
+        assert_eq!(
+            stats.borrow().errors.get(&ErrorKind::InvalidReply),
+            Some(&1)
+        );
     }
 
     #[test]

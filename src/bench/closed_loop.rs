@@ -243,6 +243,7 @@ impl Conn {
         self.last_progress = now;
         self.sent.push(now, self.first);
         self.owed = self.first * ctx.line_len;
+        self.sent.unwritten = self.first;
         self.first = 0;
         Ok(true)
     }
@@ -288,6 +289,7 @@ impl Conn {
                 let grant = ctx.control.take_at(answered, now);
                 sent.push(now, grant);
                 self.owed += grant * ctx.line_len;
+                sent.unwritten = self.owed.div_ceil(ctx.line_len);
             }
             if sent.is_empty() {
                 return Ok(());
@@ -304,12 +306,17 @@ impl Conn {
 
     /// Writes owed requests until done or the socket is full (a writable event resumes).
     fn flush(&mut self, ctx: &Context) -> Result<(), End> {
+        // Replies only ever answer written requests, so no more than the whole block is owed.
+        debug_assert!(self.owed <= ctx.block.len());
         while self.owed > 0 {
             // The block repeats one line, so the owed bytes are exactly its tail.
             let tail = &ctx.block[ctx.block.len() - self.owed..];
             match (&self.stream).write(tail) {
                 Ok(0) => return Err(End::Failed(ErrorKind::Closed, self.sent.len())),
-                Ok(n) => self.owed -= n,
+                Ok(n) => {
+                    self.owed -= n;
+                    self.sent.unwritten = self.owed.div_ceil(ctx.line_len);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(End::Failed(io_kind(&e), self.sent.len())),
