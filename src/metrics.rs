@@ -126,6 +126,7 @@ counts! {
     ClosedReset => CLOSED "reset",
     ClosedError => CLOSED "io_error",
     ClosedAnswered => CLOSED "answered",
+    ClosedProxyHeader => CLOSED "proxy_header",
     ReceivedBytes => RECEIVED "",
     SentBytes => SENT "",
     AcceptErrorResources => ACCEPT_ERRORS "resources",

@@ -336,7 +336,10 @@ async fn start(
             limit => limit,
         };
         let read = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                shared.metrics.add(Count::ClosedShutdown, 1);
+                return;
+            }
             read = proxy::read_header(&mut stream, limit) => read,
         };
         match read {
@@ -351,7 +354,10 @@ async fn start(
                 initial = rest;
             }
             Err(e) => {
-                shared.metrics.add(Count::RefusedProxyHeader, 1);
+                shared.metrics.add_all(&[
+                    (Count::RefusedProxyHeader, 1),
+                    (Count::ClosedProxyHeader, 1),
+                ]);
                 debug!(conn = meta.id, peer = %meta.peer, error = %e, "PROXY header refused");
                 if let Ok(mut limit) = shared.proxy_warning.lock() {
                     if let Some(suppressed) = limit.allow(Instant::now()) {

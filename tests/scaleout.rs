@@ -118,6 +118,10 @@ fn a_connection_without_a_header_is_closed_unanswered_and_counted() {
         text.contains("jamd_connections_refused_total{reason=\"proxy_header\"} 1"),
         "{text}"
     );
+    assert!(
+        text.contains("jamd_connections_closed_total{reason=\"proxy_header\"} 1"),
+        "every accepted connection is counted closed for a reason: {text}"
+    );
 }
 
 #[test]
