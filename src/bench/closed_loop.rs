@@ -327,7 +327,12 @@ impl Conn {
 
     /// The failure, if the connect or the oldest reply has taken longer than `timeout`.
     fn overdue(&self, now: Instant, timeout: Duration) -> Option<End> {
-        if now < self.last_progress + timeout {
+        // A timeout too large to add to an instant means "never".
+        if self
+            .last_progress
+            .checked_add(timeout)
+            .is_none_or(|deadline| now < deadline)
+        {
             return None;
         }
         if self.first > 0 {
