@@ -875,14 +875,12 @@ mod tests {
         assert_eq!(c.check(b"JAM 01:02:04"), Ok(()));
     }
 
-    #[test]
-    fn replies_are_taken_whole_and_a_partial_one_waits_for_the_next_read() {
+    /// Runs `take_replies` on `data` with `in_flight`; returns whether it was clean, the stats
+    /// and the reader.
+    fn take(data: &[u8], in_flight: &mut InFlight) -> (bool, Stats, LineReader) {
         let mut reader = LineReader::new();
-        let data = b"JAM 01:02:03\r\nJAM 01:02:03\r\nJAM 01:0";
         reader.buf[..data.len()].copy_from_slice(data);
         reader.end = data.len();
-        let mut in_flight = InFlight::default();
-        in_flight.push(Instant::now(), 3);
         let mut checker = Checker::new(&Expect::JamTime);
         let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
         let control = Control {
@@ -893,12 +891,21 @@ mod tests {
         };
         let clean = take_replies(
             &mut reader,
-            &mut in_flight,
+            in_flight,
             &mut checker,
             Instant::now(),
             &stats,
             &control,
         );
+        (clean, stats, reader)
+    }
+
+    #[test]
+    fn replies_are_taken_whole_and_a_partial_one_waits_for_the_next_read() {
+        let mut in_flight = InFlight::default();
+        in_flight.push(Instant::now(), 3);
+        let (clean, stats, reader) =
+            take(b"JAM 01:02:03\r\nJAM 01:02:03\r\nJAM 01:0", &mut in_flight);
         assert!(clean);
         assert_eq!(stats.borrow().ok, 2);
         assert_eq!(in_flight.len(), 1);
@@ -908,29 +915,10 @@ mod tests {
     #[test]
     fn a_reply_to_a_request_not_yet_written_is_invalid() {
         // Three requests are due but only one is written: a second reply cannot be an answer.
-        let mut reader = LineReader::new();
-        let data = b"JAM 01:02:03\r\nJAM 01:02:03\r\n";
-        reader.buf[..data.len()].copy_from_slice(data);
-        reader.end = data.len();
         let mut in_flight = InFlight::default();
         in_flight.push(Instant::now(), 3);
         in_flight.unwritten = 2;
-        let mut checker = Checker::new(&Expect::JamTime);
-        let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
-        let control = Control {
-            budget: None,
-            stop: AtomicBool::new(false),
-            progress: Arc::default(),
-            deadline: None,
-        };
-        let clean = take_replies(
-            &mut reader,
-            &mut in_flight,
-            &mut checker,
-            Instant::now(),
-            &stats,
-            &control,
-        );
+        let (clean, stats, _) = take(b"JAM 01:02:03\r\nJAM 01:02:03\r\n", &mut in_flight);
         assert!(!clean);
         assert_eq!(stats.borrow().ok, 1);
         assert_eq!(
