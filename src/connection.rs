@@ -25,7 +25,7 @@ use tracing::{debug, debug_span, info};
 
 use crate::config::{LINGER_MAX_BYTES, ServerConfig};
 use crate::metrics::Count;
-use crate::parker::{Meta, Parked, Wake};
+use crate::parker::{Meta, Parked, Parker, Wake};
 use crate::protocol::ErrorReply;
 use crate::responder::{End, Responder};
 use crate::server::Shared;
@@ -109,6 +109,15 @@ impl CloseReason {
             CloseReason::Shutdown => Count::ClosedShutdown,
             CloseReason::Reset => Count::ClosedReset,
             CloseReason::Error(_) => Count::ClosedError,
+        }
+    }
+
+    /// The error line the server sent on its own before this close, if any.
+    fn error_line(self) -> Option<Count> {
+        match self {
+            CloseReason::IdleTimeout => Some(Count::ErrorIdleTimeout),
+            CloseReason::LineTimeout => Some(Count::ErrorLineTimeout),
+            _ => None,
         }
     }
 
@@ -201,41 +210,15 @@ async fn drive(
                     session.park_after = Duration::ZERO;
                     continue;
                 };
-                let std_stream = match stream.into_std() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return log_closed(
-                            &meta,
-                            &mut session,
-                            &shared,
-                            CloseReason::from_error(&e),
-                        );
-                    }
-                };
-                let parked = Parked {
-                    stream: std_stream,
-                    meta,
-                    requests: session.responder.requests(),
-                    last_request: session.last_request,
-                };
-                match parker.park(parked) {
-                    Ok(()) => return,
+                match park(stream, meta, &session, parker) {
+                    Ok(None) => return,
                     // The parker has stopped: the server is shutting down; finish here.
-                    Err(parked) => {
-                        meta = parked.meta;
+                    Ok(Some((back, back_meta))) => {
+                        stream = back;
+                        meta = back_meta;
                         session.park_after = Duration::ZERO;
-                        stream = match TcpStream::from_std(parked.stream) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                return log_closed(
-                                    &meta,
-                                    &mut session,
-                                    &shared,
-                                    CloseReason::from_error(&e),
-                                );
-                            }
-                        };
                     }
+                    Err((meta, reason)) => return log_closed(&meta, &mut session, &shared, reason),
                 }
             }
         }
@@ -244,20 +227,39 @@ async fn drive(
     log_closed(&meta, &mut session, &shared, reason);
 }
 
+/// Hands the socket to the parker: `Ok(None)` once parked, `Ok(Some(..))` with the socket back
+/// if the parker has stopped, `Err` if the socket could not leave tokio.
+fn park(
+    stream: TcpStream,
+    meta: Meta,
+    session: &Session,
+    parker: &Parker,
+) -> Result<Option<(TcpStream, Meta)>, (Meta, CloseReason)> {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => return Err((meta, CloseReason::from_error(&e))),
+    };
+    let parked = Parked {
+        stream,
+        meta,
+        requests: session.responder.requests(),
+        last_request: session.last_request,
+    };
+    let Err(parked) = parker.park(parked) else {
+        return Ok(None);
+    };
+    match TcpStream::from_std(parked.stream) {
+        Ok(stream) => Ok(Some((stream, parked.meta))),
+        Err(e) => Err((parked.meta, CloseReason::from_error(&e))),
+    }
+}
+
 fn log_closed(meta: &Meta, session: &mut Session, shared: &Shared, reason: CloseReason) {
     session.count(shared, Instant::now());
-    let error_line = match reason {
-        CloseReason::IdleTimeout => Some(Count::ErrorIdleTimeout),
-        CloseReason::LineTimeout => Some(Count::ErrorLineTimeout),
-        _ => None,
-    };
-    shared.metrics.add_all(&[
-        (reason.count(), 1),
-        (
-            error_line.unwrap_or(reason.count()),
-            u64::from(error_line.is_some()),
-        ),
-    ]);
+    shared.metrics.add(reason.count(), 1);
+    if let Some(line) = reason.error_line() {
+        shared.metrics.add(line, 1);
+    }
     let requests = session.responder.requests();
     let duration_ms = meta.opened.elapsed().as_millis() as u64;
     if meta.from_balancer {
