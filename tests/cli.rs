@@ -7,10 +7,9 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Jamd, WAIT, assert_time_reply};
+use common::{Jamd, StderrLines, WAIT, assert_time_reply, eventually, jamd_command, send_signal};
 
 const JAMD: &str = env!("CARGO_BIN_EXE_jamd");
 
@@ -20,18 +19,6 @@ const REPLY_LEN: usize = 14;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A `jamd` command with no `JAMD_*` or `RUST_LOG` variables inherited from the test's environment.
-fn jamd_command() -> Command {
-    let mut command = Command::new(JAMD);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("JAMD_") {
-            command.env_remove(name);
-        }
-    }
-    command.env_remove("RUST_LOG");
-    command
-}
 
 /// How a process that ran to completion ended.
 struct Finished {
@@ -153,15 +140,6 @@ fn assert_reports_utc_plus(addr: SocketAddr, offset: i64) {
     );
 }
 
-/// Polls `condition` every 20 ms until it holds; fails the test after `limit`.
-fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Log lines containing `needle`.
 fn log_lines(jamd: &Jamd, needle: &str) -> Vec<String> {
     jamd.log()
@@ -196,7 +174,7 @@ fn stuck_client(addr: SocketAddr) -> TcpStream {
 struct RawJamd {
     child: Child,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+    log: StderrLines,
 }
 
 impl RawJamd {
@@ -210,49 +188,29 @@ impl RawJamd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn jamd");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let log = StderrLines::capture(&mut child, |_| {});
         let pid = child.id();
-        let mut port = None;
-        wait_until(WAIT, "jamd to listen", || {
-            port = listening_port(pid);
-            port.is_some()
-        });
-        let addr = SocketAddr::from(([127, 0, 0, 1], port.expect("port")));
+        let port = eventually(|| "jamd to listen".into(), || listening_port(pid));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         RawJamd { child, addr, log }
     }
 
     fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
+        self.log.all()
     }
 
     fn wait_for_log(&self, needle: &str) {
-        wait_until(WAIT, needle, || {
-            self.log().iter().any(|l| l.contains(needle))
-        });
+        self.log.wait_for(needle);
     }
 
     /// Sends SIGTERM and waits for a clean exit, so every log line has been written.
     fn stop(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let mut code = None;
-        wait_until(WAIT, "jamd to exit", || {
-            code = self.child.try_wait().expect("try_wait").map(|s| s.code());
-            code.is_some()
-        });
-        assert_eq!(code, Some(Some(0)), "exit code after SIGTERM");
+        send_signal(&self.child, "TERM");
+        let code = eventually(
+            || "jamd to exit".into(),
+            || self.child.try_wait().expect("try_wait").map(|s| s.code()),
+        );
+        assert_eq!(code, Some(0), "exit code after SIGTERM");
         // The reader thread may still be draining the pipe.
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -4,15 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{Jamd, WAIT, assert_time_reply, require_tool};
+use common::{
+    Jamd, StderrLines, WAIT, assert_time_reply, clear_jamd_env, eventually, require_tool,
+    send_signal,
+};
 
 const JAMD: &str = env!("CARGO_BIN_EXE_jamd");
 
@@ -54,73 +55,41 @@ impl Drop for NotifySocket {
 /// A process whose stderr lines are collected as they come.
 struct Logged {
     child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    log: StderrLines,
 }
 
 impl Logged {
     fn spawn(mut command: Command) -> Logged {
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("JAMD_") {
-                command.env_remove(name);
-            }
-        }
+        clear_jamd_env(&mut command);
         let mut child = command
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let log = StderrLines::capture(&mut child, |_| {});
         Logged { child, log }
     }
 
     fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
+        self.log.all()
     }
 
     /// Waits until a stderr line contains `needle`; returns it.
     fn wait_for(&self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "no log line with {needle:?}: {:?}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.log.wait_for(needle)
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        send_signal(&self.child, signal);
     }
 
     /// Waits for the process to exit; returns its exit code.
     fn wait_exit(&mut self) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(start.elapsed() < WAIT, "did not exit: {:?}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(
+            || format!("the process to exit: {:?}", self.log.all()),
+            || self.child.try_wait().expect("try_wait").map(|s| s.code()),
+        )
     }
 }
 

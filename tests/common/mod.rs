@@ -204,16 +204,89 @@ pub fn assert_time_reply(reply: &[u8]) {
     assert!(text.split(':').all(|f| f.len() == 2), "zero-padded: {text}");
 }
 
+/// Polls `check` every 20 ms until it gives a value; fails the test after [`WAIT`], saying
+/// `what()` was awaited.
+pub fn eventually<T>(what: impl Fn() -> String, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {}", what());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `jamd` command that inherits no `JAMD_*` or `RUST_LOG` variable from the test's environment.
+pub fn jamd_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jamd"));
+    clear_jamd_env(&mut command);
+    command
+}
+
+/// Keeps the test's `JAMD_*` and `RUST_LOG` variables away from `command` (and what it runs).
+pub fn clear_jamd_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("JAMD_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("RUST_LOG");
+}
+
+/// Sends `signal` (`TERM`, `INT`, …) to `child` with `kill`.
+pub fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// A child's stderr lines, collected by a thread as they come.
+#[derive(Clone, Default)]
+pub struct StderrLines(Arc<Mutex<Vec<String>>>);
+
+impl StderrLines {
+    /// Takes `child`'s piped stderr; `on_line` sees each line as it arrives, before it is stored.
+    pub fn capture(child: &mut Child, mut on_line: impl FnMut(&str) + Send + 'static) -> Self {
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let lines = StderrLines::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                on_line(&line);
+                sink.0.lock().expect("log lock").push(line);
+            }
+        });
+        lines
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().expect("log lock").clone()
+    }
+
+    /// Waits until a line contains `needle`; returns it.
+    pub fn wait_for(&self, needle: &str) -> String {
+        eventually(
+            || format!("a log line with {needle:?}: {:?}", self.all()),
+            || self.all().into_iter().find(|l| l.contains(needle)),
+        )
+    }
+}
+
 /// The real `jamd` binary, started on 127.0.0.1:0 (plus `args`), ready once it logged its address.
 pub struct Jamd {
     pub child: Child,
     pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+    log: StderrLines,
 }
 
 impl Jamd {
     pub fn spawn(args: &[&str]) -> Jamd {
-        Self::spawn_with(Command::new(env!("CARGO_BIN_EXE_jamd")), args)
+        Self::spawn_with(jamd_command(), args)
     }
 
     /// Spawns `command` (which must run jamd, perhaps via `prlimit`) with `args`.
@@ -224,67 +297,42 @@ impl Jamd {
         if !has_listen {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        clear_jamd_env(&mut command);
         let mut child = command
             .args(args)
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn jamd");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_addr(&line) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
+        let mut tx = Some(tx);
+        let log = StderrLines::capture(&mut child, move |line| {
+            if let Some(addr) = listening_addr(line) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
                 }
-                sink.lock().expect("log lock").push(line);
             }
         });
         let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
             let _ = child.kill();
-            panic!(
-                "jamd did not report its address; log: {:?}",
-                log.lock().expect("log")
-            )
+            panic!("jamd did not report its address; log: {:?}", log.all())
         });
         Jamd { child, addr, log }
     }
 
     /// Every stderr line so far.
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
+        self.log.all()
     }
 
     /// Waits until a stderr line contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "no log line with {needle:?}: {:?}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.log.wait_for(needle)
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        send_signal(&self.child, signal);
     }
 
     /// Waits for the process to exit; returns its exit code and how long the wait took.
