@@ -658,21 +658,20 @@ fn error_count(v: &Value) -> u64 {
     v["error_count"].as_u64().expect("error_count")
 }
 
+/// Runs `jam bench ADDR ARGS… --json`, checks its exit code, and returns the JSON summary.
+async fn bench_json(addr: &str, args: &[&str], code: i32) -> Value {
+    let mut all = vec!["bench", addr];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let run = jam(&all).await;
+    run.expect_code(code);
+    run.json()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_closed_loop_answers_every_request() {
     let server = TestServer::default().await;
-    let run = jam(&[
-        "bench",
-        &server.addr.to_string(),
-        "-c",
-        "4",
-        "-n",
-        "2000",
-        "--json",
-    ])
-    .await;
-    run.expect_code(0);
-    let v = run.json();
+    let v = bench_json(&server.addr.to_string(), &["-c", "4", "-n", "2000"], 0).await;
     assert_eq!(ok(&v), 2000, "{v}");
     assert_eq!(error_count(&v), 0, "{v}");
 }
@@ -680,20 +679,12 @@ async fn bench_closed_loop_answers_every_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_pipelined_answers_every_request() {
     let server = TestServer::default().await;
-    let run = jam(&[
-        "bench",
+    let v = bench_json(
         &server.addr.to_string(),
-        "-c",
-        "4",
-        "-P",
-        "8",
-        "-n",
-        "2000",
-        "--json",
-    ])
+        &["-c", "4", "-P", "8", "-n", "2000"],
+        0,
+    )
     .await;
-    run.expect_code(0);
-    let v = run.json();
     assert_eq!(ok(&v), 2000, "{v}");
     assert_eq!(error_count(&v), 0, "{v}");
     assert_eq!(v["pipeline"], 8, "{v}");
@@ -702,18 +693,7 @@ async fn bench_pipelined_answers_every_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_duration_runs_for_that_long() {
     let server = TestServer::default().await;
-    let run = jam(&[
-        "bench",
-        &server.addr.to_string(),
-        "-c",
-        "4",
-        "-z",
-        "500ms",
-        "--json",
-    ])
-    .await;
-    run.expect_code(0);
-    let v = run.json();
+    let v = bench_json(&server.addr.to_string(), &["-c", "4", "-z", "500ms"], 0).await;
     assert!(ok(&v) > 0, "{v}");
     assert_eq!(error_count(&v), 0, "{v}");
     let elapsed = v["elapsed_s"].as_f64().expect("elapsed_s");
@@ -723,18 +703,7 @@ async fn bench_duration_runs_for_that_long() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_open_loop_sends_at_the_rate() {
     let server = TestServer::default().await;
-    let run = jam(&[
-        "bench",
-        &server.addr.to_string(),
-        "--rate",
-        "2000",
-        "-z",
-        "1s",
-        "--json",
-    ])
-    .await;
-    run.expect_code(0);
-    let v = run.json();
+    let v = bench_json(&server.addr.to_string(), &["--rate", "2000", "-z", "1s"], 0).await;
     assert!((1500..=2500).contains(&ok(&v)), "{v}");
     assert_eq!(error_count(&v), 0, "{v}");
 }
@@ -742,19 +711,12 @@ async fn bench_open_loop_sends_at_the_rate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_connect_per_request_opens_a_connection_each() {
     let server = TestServer::default().await;
-    let run = jam(&[
-        "bench",
+    let v = bench_json(
         &server.addr.to_string(),
-        "--connect-per-request",
-        "-c",
-        "4",
-        "-n",
-        "200",
-        "--json",
-    ])
+        &["--connect-per-request", "-c", "4", "-n", "200"],
+        0,
+    )
     .await;
-    run.expect_code(0);
-    let v = run.json();
     assert_eq!(ok(&v), 200, "{v}");
     assert_eq!(error_count(&v), 0, "{v}");
     assert_eq!(server.stats.get().accepted, 200);
@@ -763,22 +725,21 @@ async fn bench_connect_per_request_opens_a_connection_each() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_other_protocols_with_request_and_expect() {
     let addr = fake_answering(b"+PONG\r\n");
-    let run = jam(&[
-        "bench",
+    let v = bench_json(
         &addr.to_string(),
-        "-c",
-        "4",
-        "-n",
-        "1000",
-        "--request",
-        "PING",
-        "--expect",
-        "+PONG",
-        "--json",
-    ])
+        &[
+            "-c",
+            "4",
+            "-n",
+            "1000",
+            "--request",
+            "PING",
+            "--expect",
+            "+PONG",
+        ],
+        0,
+    )
     .await;
-    run.expect_code(0);
-    let v = run.json();
     assert_eq!(ok(&v), 1000, "{v}");
     assert_eq!(error_count(&v), 0, "{v}");
 }
@@ -799,9 +760,7 @@ async fn bench_request_without_expect_is_a_usage_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_counts_invalid_replies_as_errors() {
     let addr = fake_answering(b"JAM 99:99:99\r\n");
-    let run = jam(&["bench", &addr.to_string(), "-c", "4", "-n", "100", "--json"]).await;
-    run.expect_code(1);
-    let v = run.json();
+    let v = bench_json(&addr.to_string(), &["-c", "4", "-n", "100"], 1).await;
     assert_eq!(ok(&v), 0, "{v}");
     assert!(error_count(&v) > 0, "{v}");
     assert_eq!(v["errors"]["invalid reply"], error_count(&v), "{v}");
@@ -838,9 +797,7 @@ async fn bench_pipelined_counts_an_invalid_reply_and_only_the_good_ones_before_i
     // 5 good replies per connection, then a wrong one: the connection gives up there.
     let addr = fake_answering_then(5, Some(b"JAM 12:34:5\r\n"), false);
     let addr = addr.to_string();
-    let run = jam(&["bench", &addr, "-c", "2", "-P", "4", "-n", "1000", "--json"]).await;
-    run.expect_code(1);
-    let v = run.json();
+    let v = bench_json(&addr, &["-c", "2", "-P", "4", "-n", "1000"], 1).await;
     assert_eq!(ok(&v), 10, "{v}");
     assert_eq!(v["errors"]["invalid reply"], 2, "{v}");
     assert_eq!(error_count(&v), 2, "{v}");
@@ -851,9 +808,7 @@ async fn bench_counts_requests_outstanding_when_the_server_closes_mid_run() {
     // 10 replies per connection, then the server closes with 4 requests in flight on each.
     let addr = fake_answering_then(10, None, true);
     let addr = addr.to_string();
-    let run = jam(&["bench", &addr, "-c", "2", "-P", "4", "-n", "1000", "--json"]).await;
-    run.expect_code(1);
-    let v = run.json();
+    let v = bench_json(&addr, &["-c", "2", "-P", "4", "-n", "1000"], 1).await;
     assert_eq!(ok(&v), 20, "{v}");
     assert_eq!(v["errors"]["closed by server"], 8, "{v}");
     assert_eq!(error_count(&v), 8, "{v}");
@@ -864,22 +819,12 @@ async fn bench_counts_requests_outstanding_when_the_server_closes_mid_run() {
 async fn bench_counts_requests_never_answered_as_timeouts() {
     let addr = fake_silent();
     let addr = addr.to_string();
-    let run = jam(&[
-        "bench",
+    let v = bench_json(
         &addr,
-        "-c",
-        "3",
-        "-P",
-        "2",
-        "-n",
-        "100",
-        "--timeout",
-        "200ms",
-        "--json",
-    ])
+        &["-c", "3", "-P", "2", "-n", "100", "--timeout", "200ms"],
+        1,
+    )
     .await;
-    run.expect_code(1);
-    let v = run.json();
     assert_eq!(ok(&v), 0, "{v}");
     assert_eq!(v["errors"]["timeout"], 6, "{v}");
     assert_eq!(error_count(&v), 6, "{v}");
@@ -888,9 +833,7 @@ async fn bench_counts_requests_never_answered_as_timeouts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_counts_refused_connections_as_errors() {
     let addr = refused_addr();
-    let run = jam(&["bench", &addr.to_string(), "-c", "2", "-n", "10", "--json"]).await;
-    run.expect_code(1);
-    let v = run.json();
+    let v = bench_json(&addr.to_string(), &["-c", "2", "-n", "10"], 1).await;
     assert_eq!(ok(&v), 0, "{v}");
     assert!(error_count(&v) > 0, "{v}");
     assert_eq!(v["errors"]["connection refused"], error_count(&v), "{v}");
