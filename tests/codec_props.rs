@@ -53,6 +53,18 @@ fn decode(max_line: usize, chunks: &[&[u8]]) -> Result<(Vec<Owned>, Remainder), 
 }
 
 /// Cuts `stream` at the given points (any order, duplicates allowed).
+/// Fails unless `bytes` cut at `cuts` decodes exactly as `bytes` in one piece.
+fn decodes_like_the_whole(
+    max_line: usize,
+    bytes: &[u8],
+    cuts: &[Index],
+) -> Result<(), TestCaseError> {
+    let whole = decode(max_line, &[bytes])?;
+    let parts = decode(max_line, &split(bytes, cuts))?;
+    prop_assert_eq!(parts, whole);
+    Ok(())
+}
+
 fn split<'a>(stream: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
     let mut at: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
     at.push(0);
@@ -186,9 +198,7 @@ proptest! {
         cuts in cuts(),
     ) {
         // No line can reach the length cap here.
-        let whole = decode(1024, &[&bytes])?;
-        let parts = decode(1024, &split(&bytes, &cuts))?;
-        prop_assert_eq!(parts, whole);
+        decodes_like_the_whole(1024, &bytes, &cuts)?;
     }
 
     #[test]
@@ -197,9 +207,7 @@ proptest! {
         cuts in cuts(),
         max_line in 0usize..64,
     ) {
-        let whole = decode(max_line, &[&bytes])?;
-        let parts = decode(max_line, &split(&bytes, &cuts))?;
-        prop_assert_eq!(parts, whole);
+        decodes_like_the_whole(max_line, &bytes, &cuts)?;
     }
 
     #[test]
@@ -208,9 +216,7 @@ proptest! {
         cuts in cuts(),
         max_line in 0usize..64,
     ) {
-        let whole = decode(max_line, &[&bytes])?;
-        let parts = decode(max_line, &split(&bytes, &cuts))?;
-        prop_assert_eq!(parts, whole);
+        decodes_like_the_whole(max_line, &bytes, &cuts)?;
     }
 
     #[test]
@@ -219,9 +225,7 @@ proptest! {
         cuts in cuts(),
         max_line in 0usize..24,
     ) {
-        let whole = decode(max_line, &[&bytes])?;
-        let parts = decode(max_line, &split(&bytes, &cuts))?;
-        prop_assert_eq!(parts, whole);
+        decodes_like_the_whole(max_line, &bytes, &cuts)?;
     }
 
     #[test]
