@@ -24,30 +24,48 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use crate::protocol::Reply;
+use crate::reply::{LineEnd, Reply};
 
 /// What counts as a good reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
-    /// A valid `JAM hh:mm:ss` line.
-    JamTime,
+    /// A time reply: exactly `JAM hh:mm:ss` CR LF when `strict` (benchmarks), else also the
+    /// variants course servers send ([`crate::reply`]), counted apart as not exact.
+    JamTime {
+        /// Only the exact form is good.
+        strict: bool,
+    },
     /// A line starting with these bytes (e.g. `+PONG` for Redis).
     Prefix(Vec<u8>),
 }
 
+/// A good reply: in the exact form, or a variant of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Good {
+    Exact,
+    Variant,
+}
+
 impl Expect {
-    fn check(&self, line: &[u8]) -> Result<(), ErrorKind> {
+    /// Checks one raw reply line, its line end included.
+    fn check(&self, raw: &[u8]) -> Result<Good, ErrorKind> {
         match self {
-            Expect::JamTime => match Reply::parse(line) {
-                Reply::Time(_) => Ok(()),
+            Expect::JamTime { strict } => match Reply::parse(raw) {
+                Reply::Time(t) if t.is_exact() => Ok(Good::Exact),
+                Reply::Time(_) if !strict => Ok(Good::Variant),
+                Reply::Time(_) | Reply::Invalid(_) => Err(ErrorKind::InvalidReply),
                 Reply::Error(_) => Err(ErrorKind::ServerError),
-                Reply::Invalid(_) => Err(ErrorKind::InvalidReply),
             },
-            Expect::Prefix(prefix) if line.starts_with(prefix) => Ok(()),
-            Expect::Prefix(_) if line.starts_with(b"ERR") || line.starts_with(b"-ERR") => {
-                Err(ErrorKind::ServerError)
+            Expect::Prefix(prefix) => {
+                let (line, _) = LineEnd::split(raw);
+                if line.starts_with(prefix) {
+                    Ok(Good::Exact)
+                } else if line.starts_with(b"ERR") || line.starts_with(b"-ERR") {
+                    Err(ErrorKind::ServerError)
+                } else {
+                    Err(ErrorKind::InvalidReply)
+                }
             }
-            Expect::Prefix(_) => Err(ErrorKind::InvalidReply),
         }
     }
 }
@@ -131,6 +149,8 @@ impl ErrorKind {
 pub struct BenchReport {
     /// Valid replies.
     pub ok: u64,
+    /// Valid replies that were a variant of the exact form (counted in `ok` too).
+    pub variants: u64,
     /// Failures by kind (a failed connection counts the requests it could not send once).
     pub errors: BTreeMap<ErrorKind, u64>,
     /// Wall time of the measurement.
@@ -221,6 +241,7 @@ impl Control {
 /// Per-thread results, merged at the end.
 struct ThreadStats {
     ok: u64,
+    variants: u64,
     errors: BTreeMap<ErrorKind, u64>,
     latency: Histogram<u64>,
     connections: u64,
@@ -230,6 +251,7 @@ impl ThreadStats {
     fn new() -> Self {
         ThreadStats {
             ok: 0,
+            variants: 0,
             errors: BTreeMap::new(),
             latency: new_histogram(),
             connections: 0,
@@ -267,6 +289,7 @@ pub fn run(config: &BenchConfig, progress: Arc<Progress>) -> BenchReport {
         .collect();
     let mut report = BenchReport {
         ok: 0,
+        variants: 0,
         errors: BTreeMap::new(),
         elapsed: Duration::ZERO,
         latency: new_histogram(),
@@ -278,6 +301,7 @@ pub fn run(config: &BenchConfig, progress: Arc<Progress>) -> BenchReport {
         let Ok(handle) = handle else { continue };
         let Ok(stats) = handle.join() else { continue };
         report.ok += stats.ok;
+        report.variants += stats.variants;
         report.connections += stats.connections;
         for (kind, n) in stats.errors {
             *report.errors.entry(kind).or_default() += n;
@@ -521,7 +545,9 @@ impl InFlight {
 /// (a jam server's reply changes once a second).
 struct Checker {
     expect: Expect,
+    /// The last good raw line, its line end included (so a match is a whole line).
     last_good: Vec<u8>,
+    last_verdict: Good,
 }
 
 impl Checker {
@@ -529,17 +555,20 @@ impl Checker {
         Checker {
             expect: expect.clone(),
             last_good: Vec::new(),
+            last_verdict: Good::Exact,
         }
     }
 
-    fn check(&mut self, line: &[u8]) -> Result<(), ErrorKind> {
-        if !self.last_good.is_empty() && same_bytes(line, &self.last_good) {
-            return Ok(());
+    /// Checks one raw line, its line end included.
+    fn check(&mut self, raw: &[u8]) -> Result<Good, ErrorKind> {
+        if !self.last_good.is_empty() && same_bytes(raw, &self.last_good) {
+            return Ok(self.last_verdict);
         }
-        self.expect.check(line)?;
+        let verdict = self.expect.check(raw)?;
         self.last_good.clear();
-        self.last_good.extend_from_slice(line);
-        Ok(())
+        self.last_good.extend_from_slice(raw);
+        self.last_verdict = verdict;
+        Ok(verdict)
     }
 }
 
@@ -584,20 +613,18 @@ fn take_replies(
     let mut pos = 0;
     let mut lines = 0;
     let mut bad_lines = 0u64;
+    let mut variants = 0u64;
     // Bad lines by kind: a Vec, empty and free in the usual case (a map costs a visible share of
     // a request at depth 1 just to be created and dropped).
     let mut bad: Vec<(ErrorKind, u64)> = Vec::new();
     while pos < window.len() {
         let rest = &window[pos..];
-        // Fast path: the same reply as the last good one, then CR LF (no search needed).
+        // Fast path: the same reply as the last good one, line end included (no search needed).
         let known = checker.last_good.len();
-        let repeat = known > 0
-            && rest.len() >= known + 2
-            && rest[known] == b'\r'
-            && rest[known + 1] == b'\n'
-            && same_bytes(&rest[..known], &checker.last_good);
+        let repeat =
+            known > 0 && rest.len() >= known && same_bytes(&rest[..known], &checker.last_good);
         let end = if repeat {
-            known + 2
+            known
         } else {
             match memchr::memchr(b'\n', rest) {
                 Some(i) => i + 1,
@@ -610,10 +637,15 @@ fn take_replies(
             break;
         }
         lines += 1;
-        if !repeat {
-            let line = &rest[..end - 1];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Err(kind) = checker.check(line) {
+        let verdict = if repeat {
+            Ok(checker.last_verdict)
+        } else {
+            checker.check(&rest[..end])
+        };
+        match verdict {
+            Ok(Good::Exact) => {}
+            Ok(Good::Variant) => variants += 1,
+            Err(kind) => {
                 count_kind(&mut bad, kind);
                 bad_lines += 1;
             }
@@ -635,6 +667,7 @@ fn take_replies(
         }
     });
     stats_ref.ok += good;
+    stats_ref.variants += variants;
     drop(stats_ref);
     control.progress.ok.fetch_add(good, Ordering::Relaxed);
     if clean {
@@ -809,15 +842,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jam_expectation_is_strict() {
-        let e = Expect::JamTime;
-        assert_eq!(e.check(b"JAM 08:05:09"), Ok(()));
-        assert_eq!(e.check(b"JAM 8:05:09"), Err(ErrorKind::InvalidReply));
-        assert_eq!(e.check(b"ERR server busy"), Err(ErrorKind::ServerError));
+    fn a_strict_jam_expectation_takes_only_the_exact_form() {
+        let e = Expect::JamTime { strict: true };
+        assert_eq!(e.check(b"JAM 08:05:09\r\n"), Ok(Good::Exact));
+        assert_eq!(e.check(b"JAM 8:05:09\r\n"), Err(ErrorKind::InvalidReply));
+        assert_eq!(e.check(b"JAM 08:05:09\n"), Err(ErrorKind::InvalidReply));
+        assert_eq!(e.check(b"ERR server busy\r\n"), Err(ErrorKind::ServerError));
         let redis = Expect::Prefix(b"+PONG".to_vec());
-        assert_eq!(redis.check(b"+PONG"), Ok(()));
-        assert_eq!(redis.check(b"-ERR x"), Err(ErrorKind::ServerError));
-        assert_eq!(redis.check(b"+OK"), Err(ErrorKind::InvalidReply));
+        assert_eq!(redis.check(b"+PONG\r\n"), Ok(Good::Exact));
+        assert_eq!(redis.check(b"-ERR x\r\n"), Err(ErrorKind::ServerError));
+        assert_eq!(redis.check(b"+OK\r\n"), Err(ErrorKind::InvalidReply));
+    }
+
+    #[test]
+    fn a_tolerant_jam_expectation_takes_variants_as_good_but_not_exact() {
+        let e = Expect::JamTime { strict: false };
+        assert_eq!(e.check(b"JAM 08:05:09\r\n"), Ok(Good::Exact));
+        assert_eq!(e.check(b"JAM 30-11-2026 08:05:09\r\n"), Ok(Good::Variant));
+        assert_eq!(e.check(b"JAM 08:05:09\n"), Ok(Good::Variant));
+        assert_eq!(e.check(b"08:05:09\r\n"), Ok(Good::Variant));
+        assert_eq!(
+            e.check(b"WARNING: Invalid Command!\r\n"),
+            Err(ErrorKind::InvalidReply)
+        );
     }
 
     #[test]
@@ -868,11 +915,13 @@ mod tests {
 
     #[test]
     fn checker_accepts_a_repeat_of_the_last_good_line_and_still_rejects_bad_ones() {
-        let mut c = Checker::new(&Expect::JamTime);
-        assert_eq!(c.check(b"JAM 01:02:03"), Ok(()));
-        assert_eq!(c.check(b"JAM 01:02:03"), Ok(()));
-        assert_eq!(c.check(b"JAM 01:02:63"), Err(ErrorKind::InvalidReply));
-        assert_eq!(c.check(b"JAM 01:02:04"), Ok(()));
+        let mut c = Checker::new(&Expect::JamTime { strict: false });
+        assert_eq!(c.check(b"JAM 01:02:03\r\n"), Ok(Good::Exact));
+        assert_eq!(c.check(b"JAM 01:02:03\r\n"), Ok(Good::Exact));
+        assert_eq!(c.check(b"JAM 01:02:63\r\n"), Err(ErrorKind::InvalidReply));
+        assert_eq!(c.check(b"JAM 01:02:04\n"), Ok(Good::Variant));
+        assert_eq!(c.check(b"JAM 01:02:04\n"), Ok(Good::Variant));
+        assert_eq!(c.check(b"JAM 01:02:04\r\n"), Ok(Good::Exact));
     }
 
     /// Runs `take_replies` on `data` with `in_flight`; returns whether it was clean, the stats
@@ -881,7 +930,7 @@ mod tests {
         let mut reader = LineReader::new();
         reader.buf[..data.len()].copy_from_slice(data);
         reader.end = data.len();
-        let mut checker = Checker::new(&Expect::JamTime);
+        let mut checker = Checker::new(&Expect::JamTime { strict: false });
         let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
         let control = Control {
             budget: None,
@@ -910,6 +959,18 @@ mod tests {
         assert_eq!(stats.borrow().ok, 2);
         assert_eq!(in_flight.len(), 1);
         assert_eq!(&reader.buf[reader.start..reader.end], b"JAM 01:0");
+    }
+
+    #[test]
+    fn variant_replies_are_good_and_counted_as_not_exact_also_when_repeated() {
+        let mut in_flight = InFlight::default();
+        in_flight.push(Instant::now(), 4);
+        let data =
+            b"JAM 01:02:03\r\nJAM 30-11-2026 01:02:03\r\nJAM 30-11-2026 01:02:03\r\nJAM 01:02:03\n";
+        let (clean, stats, _) = take(data, &mut in_flight);
+        assert!(clean);
+        assert_eq!(stats.borrow().ok, 4);
+        assert_eq!(stats.borrow().variants, 3);
     }
 
     #[test]

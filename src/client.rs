@@ -10,15 +10,19 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 use crate::clock::TimeOfDay;
-use crate::codec::{Decoder, Frame};
 use crate::config::DEFAULT_PORT;
-use crate::protocol::{Reply, escape_word};
+use crate::protocol::escape_word;
+use crate::reply::{LineEnd, Reply, TimeReply};
 
 /// Where `jam` connects when no address is given.
 pub const DEFAULT_TARGET: &str = "127.0.0.1:45000";
 
 /// Longest reply line the client accepts.
-const MAX_REPLY: usize = 4096;
+pub const MAX_REPLY: usize = 4096;
+
+/// How long the client waits for more bytes after part of a line that has no line end yet; past
+/// that the bytes are taken as a reply without a line end (a server that forgot CR LF).
+pub const QUIET: Duration = Duration::from_secs(1);
 
 /// Why a client operation failed. Each kind has its own process exit code.
 #[derive(Debug, thiserror::Error)]
@@ -158,10 +162,14 @@ impl std::fmt::Display for Target {
 }
 
 /// One answered `TIME` request, timed with the local monotonic clock.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TimeSample {
     /// The server's time of day.
     pub time: TimeOfDay,
+    /// The reply as parsed: exact, or how it differs.
+    pub reply: TimeReply,
+    /// The reply as the server wrote it, without its line end.
+    pub text: String,
     /// When the request was sent.
     pub sent: Instant,
     /// When the reply arrived.
@@ -180,8 +188,7 @@ impl TimeSample {
 pub struct Client {
     stream: TcpStream,
     peer: SocketAddr,
-    decoder: Decoder,
-    /// Bytes received but not yet decoded.
+    /// Bytes received but not yet taken as a line.
     pending: Vec<u8>,
     timeout: Duration,
 }
@@ -198,35 +205,38 @@ impl Client {
                 })??;
         let mut last = None;
         for addr in addrs {
-            match timeout(limit, TcpStream::connect(addr)).await {
-                Err(_) => {
-                    last = Some(ClientError::Timeout {
-                        what: "connecting",
-                        after: limit,
-                    })
-                }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    last = Some(ClientError::Refused(addr))
-                }
-                Ok(Err(e)) => {
-                    last = Some(ClientError::Io {
-                        context: format!("cannot connect to {addr}"),
-                        source: e,
-                    })
-                }
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(Client {
-                        stream,
-                        peer: addr,
-                        decoder: Decoder::new(MAX_REPLY),
-                        pending: Vec::new(),
-                        timeout: limit,
-                    });
-                }
+            match Client::connect_addr(addr, limit).await {
+                Ok(client) => return Ok(client),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or(ClientError::Closed))
+    }
+
+    /// Connects to one address within `limit`.
+    pub async fn connect_addr(addr: SocketAddr, limit: Duration) -> Result<Client, ClientError> {
+        match timeout(limit, TcpStream::connect(addr)).await {
+            Err(_) => Err(ClientError::Timeout {
+                what: "connecting",
+                after: limit,
+            }),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Err(ClientError::Refused(addr))
+            }
+            Ok(Err(e)) => Err(ClientError::Io {
+                context: format!("cannot connect to {addr}"),
+                source: e,
+            }),
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(Client {
+                    stream,
+                    peer: addr,
+                    pending: Vec::new(),
+                    timeout: limit,
+                })
+            }
+        }
     }
 
     /// The address connected to.
@@ -250,16 +260,30 @@ impl Client {
         }
     }
 
-    /// Reads the next reply line (without CR LF); `None` if the server closed the connection.
+    /// Reads the next reply line as raw bytes, its line end included (see [`LineEnd::split`]);
+    /// `None` if the server closed the connection first. Bytes without a line end count as a line
+    /// once the server closes or sends nothing more for [`QUIET`].
     pub async fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            if let Some(line) = self.take_line()? {
-                return Ok(Some(line));
+            if let Some(end) = memchr::memchr(b'\n', &self.pending) {
+                return Ok(Some(self.pending.drain(..=end).collect()));
             }
+            if self.pending.len() > MAX_REPLY {
+                return Err(ClientError::InvalidReply(format!(
+                    "a reply line longer than {MAX_REPLY} bytes"
+                )));
+            }
+            let partial = !self.pending.is_empty();
+            let wait_until = if partial {
+                deadline.min(Instant::now() + QUIET)
+            } else {
+                deadline
+            };
             let mut buf = [0u8; 4096];
-            let read = tokio::time::timeout_at(deadline, self.stream.read(&mut buf));
+            let read = tokio::time::timeout_at(wait_until, self.stream.read(&mut buf));
             match read.await {
+                Err(_) if partial => return Ok(Some(std::mem::take(&mut self.pending))),
                 Err(_) => {
                     return Err(ClientError::Timeout {
                         what: "waiting for a reply",
@@ -267,46 +291,31 @@ impl Client {
                     });
                 }
                 Ok(Err(e)) => return Err(io_error("cannot read the reply", e)),
+                Ok(Ok(0)) if partial => return Ok(Some(std::mem::take(&mut self.pending))),
                 Ok(Ok(0)) => return Ok(None),
                 Ok(Ok(n)) => self.pending.extend_from_slice(&buf[..n]),
             }
         }
     }
 
-    fn take_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
-        let mut used = 0;
-        let mut line = None;
-        while used < self.pending.len() && line.is_none() {
-            let (n, frame) = self.decoder.decode(&self.pending[used..]);
-            used += n;
-            match frame {
-                Some(Frame::Line(l)) => line = Some(l.to_vec()),
-                Some(Frame::TooLong) => {
-                    return Err(ClientError::InvalidReply(format!(
-                        "a reply line longer than {MAX_REPLY} bytes"
-                    )));
-                }
-                Some(Frame::Telnet(_)) | None => {}
-            }
-        }
-        self.pending.drain(..used);
-        Ok(line)
-    }
-
-    /// Sends `TIME` and returns the server's time of day, timed.
+    /// Sends `TIME` and returns the server's time of day, timed. A variant of the exact reply is
+    /// accepted; [`TimeSample::reply`] says how it differs.
     pub async fn time(&mut self) -> Result<TimeSample, ClientError> {
         let sent = Instant::now();
         self.send("TIME").await?;
         let line = self.read_line().await?.ok_or(ClientError::Closed)?;
         let received = Instant::now();
         match Reply::parse(&line) {
-            Reply::Time(time) => Ok(TimeSample {
-                time,
+            Reply::Time(reply) => Ok(TimeSample {
+                time: reply.time,
+                reply,
+                // A time reply holds only digits, separators and `JAM `: nothing to escape.
+                text: String::from_utf8_lossy(LineEnd::split(&line).0).into_owned(),
                 sent,
                 received,
             }),
             Reply::Error(message) => Err(ClientError::Server(message.to_string())),
-            Reply::Invalid(bytes) => Err(ClientError::InvalidReply(escaped(bytes))),
+            Reply::Invalid(_) => Err(ClientError::InvalidReply(escaped(LineEnd::split(&line).0))),
         }
     }
 
@@ -346,6 +355,8 @@ pub struct OffsetEstimate {
     pub min_rtt: f64,
     /// Requests used.
     pub samples: usize,
+    /// The first reply: whether the server answers in the exact form, and how it differs.
+    pub reply: TimeReply,
 }
 
 /// Bounds on the clock offset, narrowed by each sample.
@@ -415,6 +426,12 @@ pub async fn estimate_offset(
     let wall = |at: Instant| base_wall + (at - base_instant).as_secs_f64();
 
     let first = client.time().await?;
+    if first.reply.line_end == LineEnd::Missing {
+        return Err(ClientError::InvalidReply(format!(
+            "\"{}\" has no line end, so when a reply arrives cannot be timed",
+            escaped(&first.time.hh_mm_ss())
+        )));
+    }
     let tod = |t: TimeOfDay| {
         f64::from(t.hour()) * 3600.0 + f64::from(t.minute()) * 60.0 + f64::from(t.second())
     };
@@ -479,6 +496,7 @@ pub async fn estimate_offset(
         zone_offset,
         min_rtt,
         samples,
+        reply: first.reply,
     })
 }
 

@@ -10,6 +10,7 @@
 //! | [`protocol`] | request parsing and reply encoding, no I/O |
 //! | [`codec`] | line framing with a length cap, telnet command removal |
 //! | [`responder`] | a session's protocol core without I/O: input bytes in, replies out |
+//! | [`reply`] | server replies as a client reads them: the exact form and the course variants |
 //! | [`clock`] | the time source behind a trait; local time per second, cached |
 //! | [`config`] | every server limit with its default; value parsers |
 //! | [`listener`] | binding the dual-stack listener and `--listen` addresses |
@@ -23,10 +24,12 @@
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
 //! | [`client`] | async client, target parsing, clock-offset estimation |
 //! | [`bench`] | the `jam bench` load generator |
+//! | [`check`] | `jam check`: the grader that runs the assignment's cases against any time server |
 //! | [`systemd`] | socket activation and `Type=notify` readiness |
 //! | [`generate`] | `--generate`: shell completions and man pages from the clap definitions |
 
 pub mod bench;
+pub mod check;
 pub mod client;
 pub mod clock;
 pub mod codec;
@@ -39,6 +42,7 @@ pub mod metrics;
 mod parker;
 pub mod protocol;
 pub mod proxy;
+pub mod reply;
 pub mod responder;
 pub mod server;
 pub mod service;

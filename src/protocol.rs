@@ -127,40 +127,6 @@ pub fn time_reply(time: TimeOfDay) -> [u8; TIME_REPLY_LEN] {
     reply
 }
 
-/// A reply line as a client sees it (line end removed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply<'a> {
-    /// `JAM hh:mm:ss`.
-    Time(TimeOfDay),
-    /// `ERR <message>`.
-    Error(&'a str),
-    /// Anything else: not a jam reply.
-    Invalid(&'a [u8]),
-}
-
-impl<'a> Reply<'a> {
-    /// Classifies one reply line (without CR LF). A time reply must be exactly `JAM hh:mm:ss`.
-    pub fn parse(line: &'a [u8]) -> Reply<'a> {
-        if let Some(time) = line.strip_prefix(b"JAM ").and_then(parse_hh_mm_ss) {
-            return Reply::Time(time);
-        }
-        match line.strip_prefix(b"ERR ").map(std::str::from_utf8) {
-            Some(Ok(message)) => Reply::Error(message),
-            _ => Reply::Invalid(line),
-        }
-    }
-}
-
-fn parse_hh_mm_ss(text: &[u8]) -> Option<TimeOfDay> {
-    let [h1, h0, b':', m1, m0, b':', s1, s0] = *text else {
-        return None;
-    };
-    let two = |a: u8, b: u8| {
-        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'))
-    };
-    TimeOfDay::new(two(h1, h0)?, two(m1, m0)?, two(s1, s0)?)
-}
-
 /// An error line the server sends; each variant is one line of text after `ERR `.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorReply<'a> {
@@ -392,27 +358,6 @@ mod tests {
         );
         assert_eq!(error_line(ErrorReply::IdleTimeout), "ERR idle timeout\r\n");
         assert_eq!(error_line(ErrorReply::ServerBusy), "ERR server busy\r\n");
-    }
-
-    #[test]
-    fn replies_are_classified() {
-        assert_eq!(
-            Reply::parse(b"JAM 23:59:07"),
-            Reply::Time(TimeOfDay::new(23, 59, 7).expect("valid"))
-        );
-        assert_eq!(
-            Reply::parse(b"ERR idle timeout"),
-            Reply::Error("idle timeout")
-        );
-        for bad in [
-            &b"JAM 24:00:00"[..],
-            b"JAM 8:05:09",
-            b"JAM 08:05:09 ",
-            b"jam 08:05:09",
-            b"+PONG",
-        ] {
-            assert_eq!(Reply::parse(bad), Reply::Invalid(bad));
-        }
     }
 
     fn escaped(word: &[u8]) -> String {

@@ -505,6 +505,106 @@ async fn server_closing_without_a_reply_exits_8() {
     );
 }
 
+/// A fake course server that answers each request line with the real UTC time in `format`
+/// (jiff's strftime), like the course's reference `JAM 30-11-2026 02:15:05`.
+fn fake_course_server(format: &'static str) -> SocketAddr {
+    fake(move |mut stream| {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+                let reply = Timestamp::now()
+                    .to_zoned(TimeZone::UTC)
+                    .strftime(format)
+                    .to_string();
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_prints_a_course_variant_and_says_once_how_it_differs() {
+    let addr = fake_answering(b"JAM 30-11-2026 02:15:05\r\n");
+    let run = jam(&["time", &addr.to_string(), "-n", "2", "-i", "10ms"]).await;
+    run.expect_code(0);
+    assert_eq!(
+        run.stdout,
+        "JAM 30-11-2026 02:15:05\nJAM 30-11-2026 02:15:05\n"
+    );
+    assert_eq!(
+        run.stderr,
+        "jam: note: not the exact reply JAM hh:mm:ss CR LF: a date before the time (dd-mm-YYYY)\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_names_every_difference_of_a_reply_without_prefix_and_cr() {
+    let addr = fake_answering(b"30 11 2026 02:22:34\n");
+    let run = jam(&["time", &addr.to_string()]).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout, "30 11 2026 02:22:34\n");
+    assert!(
+        run.stderr.contains(
+            "a date before the time (dd mm YYYY), no \"JAM \" prefix, LF only, not CR LF"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_strict_rejects_a_variant_with_exit_6() {
+    let addr = fake_answering(b"JAM 09 05 25 16:37:26\r\n");
+    let run = jam(&["time", "--strict", &addr.to_string()]).await;
+    run.expect_code(6);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains("invalid reply from server: \"JAM 09 05 25 16:37:26\" (a date before the time (dd mm yy)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_strict_accepts_the_exact_form() {
+    let addr = fake_answering(b"JAM 16:37:26\r\n");
+    let run = jam(&["time", "--strict", &addr.to_string()]).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout, "JAM 16:37:26\n");
+    assert_eq!(run.stderr, "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_json_says_whether_the_reply_was_exact() {
+    let addr = fake_answering(b"JAM 2026-11-30 16:37:26\r\n");
+    let v = jam(&["time", "--json", &addr.to_string()])
+        .await
+        .expect_code(0)
+        .json();
+    assert_eq!(v["reply"], "JAM 2026-11-30 16:37:26", "{v}");
+    assert_eq!(v["time"], "16:37:26", "{v}");
+    assert_eq!(v["exact"], false, "{v}");
+    assert_eq!(
+        v["differences"][0], "a date before the time (YYYY-mm-dd)",
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_takes_a_reply_without_line_end_once_the_server_closes() {
+    let addr = fake(|mut stream| {
+        let mut buf = [0u8; 64];
+        let _ = stream.read(&mut buf);
+        let _ = stream.write_all(b"JAM 16:37:26");
+    });
+    let run = jam(&["time", &addr.to_string()]).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout, "JAM 16:37:26\n");
+    assert!(run.stderr.contains("no line end"), "{}", run.stderr);
+}
+
 // ---------------------------------------------------------------------------------------------
 // jam shell
 // ---------------------------------------------------------------------------------------------
@@ -527,6 +627,28 @@ async fn shell_runs_piped_commands_and_quits() {
         "error: unknown command \"bogus\" (try TIME or QUIT)"
     );
     assert_eq!(lines[3], "bye");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_shows_a_variant_as_a_reply_with_a_note() {
+    let addr = fake_answering(b"JAM 30/11/2026 02:15:05\r\n");
+    let run = jam_fed(&["shell", &addr.to_string()], input(b"TIME\nTIME\n")).await;
+    run.expect_code(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[1..3],
+        ["JAM 30/11/2026 02:15:05"; 2],
+        "{:?}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stderr
+            .matches("a date before the time (dd/mm/YYYY)")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -584,6 +706,22 @@ fn assert_offset(v: &Value, truth: f64) {
         "{offset} ± {uncertainty} does not hold {truth}: {v}"
     );
     assert!(uncertainty < 0.1, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offset_uses_the_time_part_of_a_reply_with_a_date() {
+    let addr = fake_course_server("JAM %d-%m-%Y %H:%M:%S\r\n");
+    let run = jam(&["offset", "--json", "-r", "2", &addr.to_string()]).await;
+    run.expect_code(0);
+    let v = run.json();
+    let offset = v["offset_s"].as_f64().expect("offset");
+    assert!(offset.abs() < 0.5, "{v}");
+    assert_eq!(v["exact"], false, "{v}");
+    assert!(
+        run.stderr.contains("a date before the time (dd-mm-YYYY)"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -766,6 +904,38 @@ async fn bench_counts_invalid_replies_as_errors() {
     assert_eq!(v["errors"]["invalid reply"], error_count(&v), "{v}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_counts_course_variants_as_good_but_not_exact() {
+    let addr = fake_answering(b"JAM 30 11 2026 02:22:32\r\n");
+    let v = bench_json(&addr.to_string(), &["-c", "2", "-n", "200"], 0).await;
+    assert_eq!(ok(&v), 200, "{v}");
+    assert_eq!(v["not_exact"], 200, "{v}");
+    assert_eq!(error_count(&v), 0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_strict_counts_a_variant_as_an_invalid_reply() {
+    let addr = fake_answering(b"JAM 02:22:32\n");
+    let v = bench_json(&addr.to_string(), &["-c", "2", "-n", "200", "--strict"], 1).await;
+    assert_eq!(ok(&v), 0, "{v}");
+    assert_eq!(v["not_exact"], 0, "{v}");
+    assert!(error_count(&v) > 0, "{v}");
+    assert_eq!(v["errors"]["invalid reply"], error_count(&v), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_summary_reports_replies_that_were_not_exact() {
+    let addr = fake_answering(b"JAM 30-11-2026 02:22:32\r\n");
+    let run = jam(&["bench", &addr.to_string(), "-c", "1", "-n", "50"]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("not exact   50 good replies were a variant"),
+        "{}",
+        run.stdout
+    );
+}
+
 /// A fake that answers the first `good` lines of each connection with a valid reply, the next one
 /// with `last` (if any), then reads on without answering until the client closes. With
 /// `hang_up`, it closes its side after those replies instead (a FIN, the requests unanswered).
@@ -795,7 +965,7 @@ fn fake_answering_then(good: usize, last: Option<&'static [u8]>, hang_up: bool) 
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_pipelined_counts_an_invalid_reply_and_only_the_good_ones_before_it() {
     // 5 good replies per connection, then a wrong one: the connection gives up there.
-    let addr = fake_answering_then(5, Some(b"JAM 12:34:5\r\n"), false);
+    let addr = fake_answering_then(5, Some(b"JAM 12:34:5x\r\n"), false);
     let addr = addr.to_string();
     let v = bench_json(&addr, &["-c", "2", "-P", "4", "-n", "1000"], 1).await;
     assert_eq!(ok(&v), 10, "{v}");

@@ -13,7 +13,7 @@ use jam::bench::{self, BenchConfig, BenchReport, Expect, Mode, Progress};
 use jam::client::{self, Client, ClientError, DEFAULT_TARGET, Target};
 use jam::config::parse_duration;
 use jam::generate::{self, Generate};
-use jam::protocol::Reply;
+use jam::reply::{LineEnd, Reply, TimeReply};
 use serde_json::json;
 
 /// Prints a line to stdout. If stdout is gone (`jam bench | head`), stop quietly instead of
@@ -66,6 +66,79 @@ enum Command {
     Offset(OffsetArgs),
     /// Load-test a server (jamd, or any line protocol with --request/--expect).
     Bench(Box<BenchArgs>),
+    /// Grade one or more time servers against the assignment, case by case.
+    #[command(after_help = check_help())]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Servers to check: HOST[:PORT] (port 45000 if left out).
+    #[arg(value_name = "HOST[:PORT]")]
+    targets: Vec<String>,
+
+    /// Read more servers from FILE: one `HOST:PORT [NAME]` per line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    targets_file: Option<std::path::PathBuf>,
+
+    /// Should-level cases must pass too (exit 1 otherwise).
+    #[arg(long)]
+    strict: bool,
+
+    /// Run only these cases (comma-separated ids).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    only: Vec<String>,
+
+    /// Leave out these cases (comma-separated ids).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    skip: Vec<String>,
+
+    /// Longest wait for a reply, a close or a connection.
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Largest clock difference time-correct accepts, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    max_offset: f64,
+
+    /// Clients of many-clients (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    clients: u16,
+
+    /// Servers checked at once.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
+
+    /// Print every case's detail and transcript.
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Print one JSON document (and nothing else) to stdout.
+    #[arg(long)]
+    json: bool,
+
+    /// Also write JUnit XML to FILE (for CI systems and autograders).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<std::path::PathBuf>,
+}
+
+/// `jam check --help`'s list of cases, from the catalogue itself.
+fn check_help() -> String {
+    let mut text = String::from("Cases (id, level, what is checked):\n");
+    for case in jam::check::CATALOGUE {
+        text.push_str(&format!(
+            "  {:<16} {:<6} {}\n",
+            case.id,
+            case.level.name(),
+            case.title
+        ));
+    }
+    text.push_str(
+        "\nExit codes: 0 every must case passed on every server (with --strict, every should case \
+         too); 1 a case failed or timed out, or a server could not be checked; 2 bad command \
+         line; with one server that cannot be reached: 3 refused, 4 no such host, 5 timed out.",
+    );
+    text
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +168,11 @@ struct TimeArgs {
     /// Print one JSON object per reply.
     #[arg(long)]
     json: bool,
+
+    /// Accept only the exact `JAM hh:mm:ss` CR LF reply: a variant (a date, no `JAM `, LF only)
+    /// exits 6 instead of being printed with a note.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -156,9 +234,14 @@ struct BenchArgs {
     #[arg(long, value_name = "LINE", default_value = "TIME")]
     request: String,
 
-    /// A good reply starts with this; without it, replies must be valid `JAM hh:mm:ss` lines.
+    /// A good reply starts with this; without it, replies must be time replies (`JAM hh:mm:ss`,
+    /// or a variant such as a date before the time, counted as not exact).
     #[arg(long, value_name = "PREFIX")]
     expect: Option<String>,
+
+    /// Count only the exact `JAM hh:mm:ss` CR LF as a good reply (what benchmarks use).
+    #[arg(long, conflicts_with = "expect")]
+    strict: bool,
 
     /// Line sent before closing with --connect-per-request ("" to just close).
     #[arg(long, value_name = "LINE", default_value = "QUIT")]
@@ -213,6 +296,7 @@ fn main() -> ExitCode {
             count: 1,
             interval: Duration::from_secs(1),
             json: false,
+            strict: false,
         })
     });
     let result = match command {
@@ -220,6 +304,7 @@ fn main() -> ExitCode {
         Command::Shell(args) => shell(&runtime, args),
         Command::Offset(args) => runtime.block_on(offset(args)),
         Command::Bench(args) => return bench_command(&runtime, *args),
+        Command::Check(args) => return check_command(&runtime, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -237,25 +322,48 @@ async fn connect(common: &Common) -> Result<Client, ClientError> {
 
 async fn time(args: TimeArgs) -> Result<(), ClientError> {
     let mut client = connect(&args.common).await?;
+    let mut noted = false;
     for i in 0..args.count {
         if i > 0 {
             tokio::time::sleep(args.interval).await;
         }
         let sample = client.time().await?;
+        let reply = sample.reply;
+        if args.strict && !reply.is_exact() {
+            return Err(ClientError::InvalidReply(format!(
+                "{}\" ({}; --strict takes only JAM hh:mm:ss CR LF)",
+                sample.text,
+                reply.describe_differences()
+            )));
+        }
         let text = String::from_utf8_lossy(&sample.time.hh_mm_ss()).into_owned();
         if args.json {
             let line = json!({
                 "server": client.peer().to_string(),
-                "reply": format!("JAM {text}"),
+                "reply": sample.text,
                 "time": text,
+                "exact": reply.is_exact(),
+                "differences": reply.differences().iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "rtt_ms": sample.rtt().as_secs_f64() * 1e3,
             });
             say!("{line}");
         } else {
-            say!("JAM {text}");
+            say!("{}", sample.text);
         }
+        note_variant(&reply, &mut noted);
     }
     client.quit().await
+}
+
+/// Says on stderr, once per run, how a variant reply differs from the exact form.
+fn note_variant(reply: &TimeReply, noted: &mut bool) {
+    if !reply.is_exact() && !*noted {
+        *noted = true;
+        eprintln!(
+            "jam: note: not the exact reply JAM hh:mm:ss CR LF: {}",
+            reply.describe_differences()
+        );
+    }
 }
 
 async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
@@ -263,6 +371,7 @@ async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
     let peer = client.peer();
     let estimate = client::estimate_offset(&mut client, args.rounds).await?;
     client.quit().await?;
+    note_variant(&estimate.reply, &mut false);
     let zone = estimate.zone_offset;
     let zone_text = format!(
         "UTC{}{:02}:{:02}",
@@ -278,6 +387,7 @@ async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
             "zone_offset_s": zone,
             "min_rtt_s": estimate.min_rtt,
             "samples": estimate.samples,
+            "exact": estimate.reply.is_exact(),
         });
         say!("{line}");
     } else {
@@ -322,8 +432,12 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    let show = |line: &[u8]| match Reply::parse(line) {
-        Reply::Time(_) => say!("{}", String::from_utf8_lossy(line)),
+    let mut noted = false;
+    let mut show = |line: &[u8]| match Reply::parse(line) {
+        Reply::Time(reply) => {
+            say!("{}", String::from_utf8_lossy(LineEnd::split(line).0));
+            note_variant(&reply, &mut noted);
+        }
         Reply::Error(message) => say!("{red}error: {message}{reset}"),
         Reply::Invalid(bytes) => say!(
             "{red}unexpected reply: \"{}\"{reset}",
@@ -408,7 +522,9 @@ fn run_bench(
     let addr = runtime.block_on(target.resolve())?[0];
     let expect = match (&args.expect, args.request.as_str()) {
         (Some(prefix), _) => Expect::Prefix(prefix.as_bytes().to_vec()),
-        (None, request) if request.eq_ignore_ascii_case("TIME") => Expect::JamTime,
+        (None, request) if request.eq_ignore_ascii_case("TIME") => Expect::JamTime {
+            strict: args.strict,
+        },
         (None, _) => {
             return Err(ClientError::Usage(
                 "--request needs --expect (what a good reply starts with), e.g. --request PING --expect +PONG".into(),
@@ -535,6 +651,7 @@ fn print_report(config: &BenchConfig, report: &BenchReport, as_json: bool) {
             "pipeline": config.pipeline,
             "threads": config.threads,
             "ok": report.ok,
+            "not_exact": report.variants,
             "errors": errors,
             "error_count": report.error_count(),
             "elapsed_s": report.elapsed.as_secs_f64(),
@@ -563,6 +680,12 @@ fn print_report(config: &BenchConfig, report: &BenchReport, as_json: bool) {
         report.error_count(),
         report.elapsed.as_secs_f64()
     );
+    if report.variants > 0 {
+        say!(
+            "  not exact   {} good replies were a variant of JAM hh:mm:ss CR LF (--strict counts them as errors)",
+            report.variants
+        );
+    }
     say!("  throughput  {:.0} req/s", report.throughput());
     say!(
         "  latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
@@ -584,4 +707,88 @@ fn print_report(config: &BenchConfig, report: &BenchReport, as_json: bool) {
             say!("  errors      {n} {}", kind.name());
         }
     }
+}
+
+fn check_command(runtime: &tokio::runtime::Runtime, args: CheckArgs) -> ExitCode {
+    match runtime.block_on(check(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("jam check: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn check(args: CheckArgs) -> Result<u8, ClientError> {
+    use jam::check::{self, CheckConfig, TargetSpec, report};
+    let mut config = CheckConfig::new();
+    config.select(&args.only, &args.skip)?;
+    if !(args.max_offset.is_finite() && args.max_offset > 0.0) {
+        return Err(ClientError::Usage(
+            "--max-offset must be a positive number of seconds".into(),
+        ));
+    }
+    if args.timeout.is_zero() {
+        return Err(ClientError::Usage("--timeout must be more than 0".into()));
+    }
+    config.timeout = args.timeout;
+    config.max_offset = args.max_offset;
+    config.clients = usize::from(args.clients);
+    config.jobs = usize::from(args.jobs);
+    config.strict = args.strict;
+    let mut specs: Vec<TargetSpec> = args
+        .targets
+        .iter()
+        .map(|t| TargetSpec {
+            target: t.clone(),
+            name: None,
+        })
+        .collect();
+    if let Some(path) = &args.targets_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ClientError::Usage(format!(
+                "cannot read the targets file {}: {e}",
+                path.display()
+            ))
+        })?;
+        specs.extend(TargetSpec::parse_list(&text)?);
+    }
+    if specs.is_empty() {
+        if args.targets_file.is_some() {
+            return Err(ClientError::Usage(
+                "the targets file names no server".into(),
+            ));
+        }
+        specs.push(TargetSpec {
+            target: DEFAULT_TARGET.to_string(),
+            name: None,
+        });
+    }
+    for spec in &specs {
+        Target::parse(&spec.target)?;
+    }
+    let started = std::time::Instant::now();
+    let reports = check::run_all(specs, &config).await;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report::junit(&reports)).map_err(|e| ClientError::Io {
+            context: format!("cannot write {}", path.display()),
+            source: e,
+        })?;
+    }
+    if args.json {
+        say!("{}", report::json(&reports, config.strict));
+    } else {
+        let style = report::Style::new(std::io::stdout().is_terminal());
+        let several = reports.len() > 1;
+        for r in &reports {
+            if !several || args.verbose || !r.passed() {
+                say!("{}", report::text(r, args.verbose, style));
+            }
+        }
+        if several {
+            say!("{}", report::summary_table(&reports, style).trim_end());
+        }
+        say!("checked in {}", report::took(started.elapsed()));
+    }
+    Ok(check::exit_code(&reports))
 }

@@ -1,0 +1,333 @@
+//! What `jam check` prints: a table for people, one JSON document for programs, JUnit XML for CI
+//! systems and autograders.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::cases::human;
+use super::{CATALOGUE, Level, NOT_SELECTED, Status, TargetReport};
+
+/// Terminal colours, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    /// Colours only when `color` (stdout is a terminal).
+    pub fn new(color: bool) -> Self {
+        Style { color }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn status(&self, status: Status, level: Level) -> String {
+        let word = format!("{:<7}", status.name());
+        match (status, level) {
+            (Status::Pass, _) => self.paint("32", &word),
+            (Status::Fail | Status::Timeout, Level::Must) => self.paint("1;31", &word),
+            (Status::Fail | Status::Timeout, _) => self.paint("33", &word),
+            (Status::Skip, _) => self.paint("2", &word),
+        }
+    }
+}
+
+fn tally_text(report: &TargetReport, level: Level) -> String {
+    let t = report.tally(level);
+    format!("{}/{}", t.passed, t.total)
+}
+
+fn verdict(report: &TargetReport) -> &'static str {
+    if report.passed() { "PASS" } else { "FAIL" }
+}
+
+/// One server's results as a table, with the detail of each case that did not pass (of every case
+/// with `verbose`, and its transcript).
+pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
+    let mut out = String::new();
+    let address = report
+        .address
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default();
+    let name = match &report.spec.name {
+        Some(name) => format!("{name}: {}", report.spec.target),
+        None => report.spec.target.clone(),
+    };
+    let _ = writeln!(out, "jam check {name}{address}");
+    for r in &report.cases {
+        if r.status == Status::Skip && r.detail == NOT_SELECTED && !verbose {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} {:<6} {:<16} {}",
+            style.status(r.status, r.case.level),
+            r.case.level.name(),
+            r.case.id,
+            r.case.title
+        );
+        let show_detail = verbose
+            || matches!(r.status, Status::Fail | Status::Timeout)
+            || r.case.level == Level::Info
+            || (r.status == Status::Skip && r.detail != NOT_SELECTED);
+        if show_detail && !r.detail.is_empty() {
+            let _ = writeln!(out, "{}", wrap(&r.detail, 28, 100));
+        }
+        if verbose {
+            for line in &r.transcript {
+                let _ = writeln!(out, "{:28}{line}", "");
+            }
+        }
+    }
+    if let Some(e) = &report.error {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    let strict = if report.strict { " (--strict)" } else { "" };
+    let result = match verdict(report) {
+        "PASS" => style.paint("1;32", "PASS"),
+        _ => style.paint("1;31", "FAIL"),
+    };
+    let _ = writeln!(
+        out,
+        "  {result}{strict}: must {}, should {}",
+        tally_text(report, Level::Must),
+        tally_text(report, Level::Should),
+    );
+    out
+}
+
+/// Indents `text` by `indent` columns and wraps it at `width`.
+fn wrap(text: &str, indent: usize, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > width {
+            let _ = writeln!(out, "{:indent$}{line}", "");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    let _ = write!(out, "{:indent$}{line}", "");
+    out
+}
+
+/// One row per server: name, must and should passed/total, the failures.
+pub fn summary_table(reports: &[TargetReport], style: Style) -> String {
+    let mut out = String::new();
+    let name_width = reports
+        .iter()
+        .map(|r| r.label().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "{:<name_width$}  {:<6} {:<7} {:<7} failures",
+        "server", "result", "must", "should"
+    );
+    for r in reports {
+        let failures = match &r.error {
+            Some(e) => e.to_string(),
+            None => r.failures().join(", "),
+        };
+        let result = format!("{:<6}", verdict(r));
+        let result = if r.passed() {
+            style.paint("32", &result)
+        } else {
+            style.paint("31", &result)
+        };
+        let _ = writeln!(
+            out,
+            "{:<name_width$}  {result} {:<7} {:<7} {failures}",
+            r.label(),
+            tally_text(r, Level::Must),
+            tally_text(r, Level::Should),
+        );
+    }
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    let _ = writeln!(out, "{passed} of {} servers passed", reports.len());
+    out
+}
+
+fn target_json(report: &TargetReport) -> Value {
+    let cases: Vec<Value> = report
+        .cases
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.case.id,
+                "level": r.case.level.name(),
+                "status": r.status.name(),
+                "title": r.case.title,
+                "detail": r.detail,
+                "duration_ms": r.elapsed.as_secs_f64() * 1e3,
+                "transcript": r.transcript,
+            })
+        })
+        .collect();
+    let tally = |level| {
+        let t = report.tally(level);
+        json!({"passed": t.passed, "total": t.total})
+    };
+    json!({
+        "target": report.spec.target,
+        "name": report.spec.name,
+        "address": report.address.map(|a| a.to_string()),
+        "passed": report.passed(),
+        "error": report.error.as_ref().map(ToString::to_string),
+        "cases": cases,
+        "summary": {
+            "must": tally(Level::Must),
+            "should": tally(Level::Should),
+            "info": tally(Level::Info),
+            "failures": report.failures(),
+        },
+    })
+}
+
+/// The whole run as one JSON document.
+pub fn json(reports: &[TargetReport], strict: bool) -> Value {
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    json!({
+        "tool": "jam check",
+        "version": env!("CARGO_PKG_VERSION"),
+        "strict": strict,
+        "catalogue": CATALOGUE.iter().map(|c| json!({"id": c.id, "level": c.level.name(), "title": c.title})).collect::<Vec<_>>(),
+        "targets": reports.iter().map(target_json).collect::<Vec<_>>(),
+        "summary": {
+            "targets": reports.len(),
+            "passed": passed,
+            "failed": reports.len() - passed,
+        },
+    })
+}
+
+/// The whole run as JUnit XML: a test suite per server, a test case per catalogue case; `fail`
+/// is a `<failure>`, `timeout` an `<error>` (so the two stay apart), `skip` a `<skipped>`.
+pub fn junit(reports: &[TargetReport]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let count = |r: &TargetReport, s: Status| r.cases.iter().filter(|c| c.status == s).count();
+    let total = |s: Status| reports.iter().map(|r| count(r, s)).sum::<usize>();
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"jam check\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">",
+        reports.iter().map(|r| r.cases.len()).sum::<usize>(),
+        total(Status::Fail),
+        total(Status::Timeout),
+        total(Status::Skip)
+    );
+    for r in reports {
+        let seconds: f64 = r.cases.iter().map(|c| c.elapsed.as_secs_f64()).sum();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{seconds:.3}\">",
+            xml(r.label()),
+            r.cases.len(),
+            count(r, Status::Fail),
+            count(r, Status::Timeout),
+            count(r, Status::Skip)
+        );
+        for c in &r.cases {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"jam-check.{}\" name=\"{}\" time=\"{:.3}\"",
+                c.case.level.name(),
+                c.case.id,
+                c.elapsed.as_secs_f64()
+            );
+            let body = format!("{}\n{}", c.detail, c.transcript.join("\n"));
+            match c.status {
+                Status::Pass => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <system-out>{}</system-out>\n    </testcase>",
+                        xml(&body)
+                    );
+                }
+                Status::Fail => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure type=\"fail\" message=\"{}\">{}</failure>\n    </testcase>",
+                        xml(&c.detail),
+                        xml(&body)
+                    );
+                }
+                Status::Timeout => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <error type=\"timeout\" message=\"{}\">{}</error>\n    </testcase>",
+                        xml(&c.detail),
+                        xml(&body)
+                    );
+                }
+                Status::Skip => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        xml(&c.detail)
+                    );
+                }
+            }
+        }
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "    <system-err>{}</system-err>", xml(&e.to_string()));
+        }
+        let _ = writeln!(out, "  </testsuite>");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// Text escaped for XML content and attributes; characters XML 1.0 cannot hold at all (most
+/// control characters) become `\xNN`. Hand-written: five entities and one range do not justify
+/// an XML crate.
+fn xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' | '\t' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// How long a run took, for the closing line.
+pub fn took(d: std::time::Duration) -> String {
+    human(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_escapes_markup_and_control_characters() {
+        assert_eq!(xml("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
+        assert_eq!(xml("x\u{0}y\u{1b}\n"), "x\\x00y\\x1B\n");
+    }
+
+    #[test]
+    fn long_details_wrap_under_an_indent() {
+        let wrapped = wrap("one two three four", 4, 14);
+        assert_eq!(wrapped, "    one two\n    three four");
+    }
+}
