@@ -61,6 +61,21 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
         None => report.spec.target.clone(),
     };
     let _ = writeln!(out, "jam check {name}{address}");
+    if let Some(e) = &report.error {
+        // Nothing could be checked: say why once, not once per skipped case.
+        let why = report
+            .cases
+            .iter()
+            .find(|r| r.case.id == "connect" && r.status != Status::Skip)
+            .map_or_else(|| e.to_string(), |r| r.detail.clone());
+        let _ = writeln!(out, "{}", wrap(&format!("error: {why}"), 2, 100));
+        let _ = writeln!(
+            out,
+            "  {}: not checked, every case skipped",
+            style.paint("1;31", "FAIL")
+        );
+        return out;
+    }
     for r in &report.cases {
         if r.status == Status::Skip && r.detail == NOT_SELECTED && !verbose {
             continue;
@@ -85,9 +100,6 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
                 let _ = writeln!(out, "{:28}{line}", "");
             }
         }
-    }
-    if let Some(e) = &report.error {
-        let _ = writeln!(out, "  error: {e}");
     }
     let strict = if report.strict { " (--strict)" } else { "" };
     let result = match verdict(report) {
