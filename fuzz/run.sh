@@ -8,7 +8,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(decoder request responder proxy_header)
+    targets=(decoder request responder proxy_header reply)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz"

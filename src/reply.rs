@@ -442,6 +442,19 @@ mod tests {
     }
 
     #[test]
+    fn every_exact_server_reply_parses_back_to_its_time() {
+        for h in 0..24 {
+            for m in 0..60 {
+                for s in 0..60 {
+                    let time = t(h, m, s);
+                    let raw = crate::protocol::time_reply(time);
+                    assert_eq!(Reply::parse(&raw).exact_time(), Some(time));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_raw_line_is_split_at_its_line_end() {
         assert_eq!(LineEnd::split(b"A\r\n"), (&b"A"[..], LineEnd::CrLf));
         assert_eq!(LineEnd::split(b"A\n"), (&b"A"[..], LineEnd::Lf));
