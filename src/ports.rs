@@ -1,6 +1,7 @@
 //! What the kernel knows about a port (Linux; elsewhere every answer is "cannot tell"): whether a
-//! socket listens on it (`/proc/net/tcp{,6}`), the ephemeral range that outgoing connections take
-//! their source ports from, and the ports reserved from that range.
+//! socket listens on it (`/proc/self/net/tcp{,6}`, which systemd's `ProcSubset=pid` leaves
+//! visible), the ephemeral range that outgoing connections take their source ports from, and the
+//! ports reserved from that range.
 //!
 //! Why it matters: the default port 45000 lies in Linux's default ephemeral range (32768–60999).
 //! An outgoing connection that got 45000 as its source port holds it for 60 s after it closes
@@ -24,7 +25,7 @@ const LISTEN: &str = "0A";
 pub fn listener_on(addr: SocketAddr) -> Option<bool> {
     let mut readable = false;
     let mut found = false;
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         // tcp6 is missing where IPv6 is off; tcp alone still answers.
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
