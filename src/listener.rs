@@ -114,13 +114,19 @@ pub async fn bind_waiting(
 /// Why a port is in use although nothing listens on it, with the fix where there is one.
 fn held_reason(port: u16) -> String {
     let held = "the port is in use, but no server listens there";
-    if ports::exposed(port) == Some(true) {
-        format!("{held}: {}", ports::explain_exposed(&[port]))
-    } else {
-        format!(
-            "{held}: a connection bound to it holds it (a closed one for {} s, in TIME_WAIT)",
-            ports::TIME_WAIT_SECS
-        )
+    let connection = format!(
+        "a connection bound to it holds it (a closed one for {} s, in TIME_WAIT)",
+        ports::TIME_WAIT_SECS
+    );
+    match ports::exposed(port) {
+        Some(true) => format!("{held}: {}", ports::explain_exposed(&[port])),
+        Some(false) => format!("{held}: {connection}"),
+        // /proc/sys hidden (systemd's ProcSubset=pid): the range is unknown, the fix may apply.
+        None => format!(
+            "{held}: {connection}; if it lies in the ephemeral port range \
+             (net.ipv4.ip_local_port_range), reserve it: `{}`",
+            ports::reserve_command(&[port])
+        ),
     }
 }
 
