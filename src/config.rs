@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// Hand a quiet session's socket to the parker after this long without a request, so idle
     /// connections cost almost no memory (zero: never park).
     pub park_after: Duration,
+    /// How long to retry binding a port that closing connections hold (TIME_WAIT lasts 60 s on
+    /// Linux) before giving up (zero: fail at once).
+    pub bind_wait: Duration,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             linger: Duration::from_secs(2),
             park_after: Duration::from_secs(1),
             proxy_protocol: false,
+            bind_wait: Duration::from_secs(90),
         }
     }
 }

@@ -13,7 +13,8 @@
 //! | [`reply`] | server replies as a client reads them: the exact form and the course variants |
 //! | [`clock`] | the time source behind a trait; local time per second, cached |
 //! | [`config`] | every server limit with its default; value parsers |
-//! | [`listener`] | binding the dual-stack listener and `--listen` addresses |
+//! | [`listener`] | binding the dual-stack listener and `--listen` addresses; waiting out held ports |
+//! | [`ports`] | the kernel's port tables: listeners, the ephemeral range, reserved ports |
 //! | [`proxy`] | PROXY protocol v1/v2 headers from load balancers: the real client address |
 //! | [`server`] | accept loop, connection limit, accept-error back-off, shutdown |
 //! | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
@@ -40,6 +41,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 mod parker;
+pub mod ports;
 pub mod protocol;
 pub mod proxy;
 pub mod reply;

@@ -1,10 +1,16 @@
 //! Binding listening sockets: the default dual-stack `[::]` listener with its IPv4 fallback, and
-//! the addresses given with `--listen`.
+//! the addresses given with `--listen`. A port that closing connections hold (TIME_WAIT, see
+//! [`crate::ports`]) is retried every second for a while; a port another server listens on fails
+//! at once.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::format_duration;
+use crate::ports;
 
 /// Pending-connection queue length (memcached uses 1024; the kernel caps it at somaxconn).
 pub const BACKLOG: i32 = 1024;
@@ -20,8 +26,8 @@ pub enum BindError {
         /// Why it cannot be used.
         reason: String,
     },
-    /// The socket could not be bound (address in use, permission denied…).
-    #[error("cannot listen on {addr}: {source}")]
+    /// The socket could not be bound (permission denied, address not available…).
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -29,6 +35,99 @@ pub enum BindError {
         #[source]
         source: io::Error,
     },
+    /// Another server listens on the port.
+    #[error(
+        "cannot listen on {addr}: address already in use: another server is listening there \
+         (`ss -ltnp 'sport = :{port}'` shows which)",
+        port = addr.port()
+    )]
+    Listening {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Connections that are not listening (closing ones in TIME_WAIT) held the port for the whole
+    /// wait.
+    #[error("cannot listen on {addr}: {reason}")]
+    Held {
+        /// The address.
+        addr: SocketAddr,
+        /// Why, what was waited, and the fix.
+        reason: String,
+    },
+}
+
+/// Binds `addr` like [`bind`]; while the port is in use but nothing listens on it, retries every
+/// second for up to `wait`, logging once. Gives up at once when another server listens there,
+/// when `wait` is zero, or where the kernel's tables cannot tell (not Linux).
+pub async fn bind_waiting(
+    addr: SocketAddr,
+    v6_only: bool,
+    reuse_port: bool,
+    wait: Duration,
+) -> Result<std::net::TcpListener, BindError> {
+    let start = tokio::time::Instant::now();
+    let mut logged = false;
+    loop {
+        let source = match bind(addr, v6_only, reuse_port) {
+            Err(BindError::Bind { source, .. })
+                if source.raw_os_error() == Some(libc::EADDRINUSE) =>
+            {
+                source
+            }
+            Ok(listener) => {
+                if logged {
+                    let waited = format_duration(Duration::from_secs(start.elapsed().as_secs()));
+                    tracing::info!(%addr, waited, "the port is free again");
+                }
+                return Ok(listener);
+            }
+            other => return other,
+        };
+        match ports::listener_on(addr) {
+            Some(true) => return Err(BindError::Listening { addr }),
+            Some(false) => {}
+            None => return Err(BindError::Bind { addr, source }),
+        }
+        let why = held_reason(addr.port());
+        if start.elapsed() >= wait {
+            let gave_up = if wait.is_zero() {
+                "not waiting (--bind-wait 0)".to_string()
+            } else {
+                format!("gave up after {} (--bind-wait)", format_duration(wait))
+            };
+            return Err(BindError::Held {
+                addr,
+                reason: format!("{why}; {gave_up}"),
+            });
+        }
+        if !logged {
+            logged = true;
+            tracing::warn!(
+                "cannot listen on {addr} yet: {why}; retrying every second for up to {}",
+                format_duration(wait)
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Why a port is in use although nothing listens on it, with the fix where there is one.
+fn held_reason(port: u16) -> String {
+    let held = "the port is in use, but no server listens there";
+    let connection = format!(
+        "a connection bound to it holds it (a closed one for {} s, in TIME_WAIT)",
+        ports::TIME_WAIT_SECS
+    );
+    match ports::exposed(port) {
+        Some(true) => format!("{held}: {}", ports::explain_exposed(&[port])),
+        Some(false) => format!("{held}: {connection}"),
+        // /proc/sys hidden (systemd's ProcSubset=pid): the range is unknown, the fix may apply.
+        None => format!(
+            "{held}: {connection}; if it lies in the ephemeral port range \
+             (net.ipv4.ip_local_port_range), reserve it: `{}`",
+            ports::reserve_command(&[port])
+        ),
+    }
 }
 
 /// Binds one listening socket with SO_REUSEADDR (a restart never fails on lingering connections)
@@ -57,17 +156,19 @@ pub fn bind(
 }
 
 /// Binds the default listener on `port`: `[::]` dual-stack, or `0.0.0.0` where IPv6 is missing.
-pub fn bind_default(port: u16, reuse_port: bool) -> Result<Vec<std::net::TcpListener>, BindError> {
+/// Waits out a held port as [`bind_waiting`] does.
+pub async fn bind_default(
+    port: u16,
+    reuse_port: bool,
+    wait: Duration,
+) -> Result<Vec<std::net::TcpListener>, BindError> {
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
-    match bind(v6, false, reuse_port) {
+    match bind_waiting(v6, false, reuse_port, wait).await {
         Ok(listener) => Ok(vec![listener]),
         Err(BindError::Bind { source, .. }) if ipv6_unavailable(&source) => {
             tracing::info!(error = %source, "IPv6 unavailable; listening on IPv4 only");
-            Ok(vec![bind(
-                SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
-                true,
-                reuse_port,
-            )?])
+            let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+            Ok(vec![bind_waiting(v4, true, reuse_port, wait).await?])
         }
         Err(e) => Err(e),
     }
@@ -81,11 +182,12 @@ fn ipv6_unavailable(e: &io::Error) -> bool {
 }
 
 /// Resolves `--listen` values (`127.0.0.1:4000`, `[::1]:4000`, `localhost:4000`, or `:4000` for
-/// every interface) and binds each. An IPv6 wildcard is dual-stack unless the IPv4 wildcard on
-/// the same port is also listed.
-pub fn bind_all(
+/// every interface) and binds each, waiting out held ports as [`bind_waiting`] does. An IPv6
+/// wildcard is dual-stack unless the IPv4 wildcard on the same port is also listed.
+pub async fn bind_all(
     specs: &[String],
     reuse_port: bool,
+    wait: Duration,
 ) -> Result<Vec<std::net::TcpListener>, BindError> {
     let mut addrs = Vec::new();
     for spec in specs {
@@ -95,14 +197,21 @@ pub fn bind_all(
             }
         }
     }
-    addrs
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for &addr in &addrs {
+        let v4_wildcard_too = addrs
+            .iter()
+            .any(|a| a.ip() == Ipv4Addr::UNSPECIFIED && a.port() == addr.port());
+        listeners.push(bind_waiting(addr, v4_wildcard_too, reuse_port, wait).await?);
+    }
+    Ok(listeners)
+}
+
+/// The ports that `--listen`-style values name, without resolving names (0 asks for any port).
+pub fn listen_ports(specs: &[String]) -> Vec<u16> {
+    specs
         .iter()
-        .map(|&addr| {
-            let v4_wildcard_too = addrs
-                .iter()
-                .any(|a| a.ip() == Ipv4Addr::UNSPECIFIED && a.port() == addr.port());
-            bind(addr, v4_wildcard_too, reuse_port)
-        })
+        .filter_map(|spec| spec.trim().rsplit_once(':')?.1.parse().ok())
         .collect()
 }
 
@@ -157,11 +266,16 @@ mod tests {
     fn a_port_in_use_is_a_clear_error() {
         let first = bind("127.0.0.1:0".parse().expect("addr"), true, false).expect("bind");
         let addr = first.local_addr().expect("addr");
-        let err = bind(addr, true, false).expect_err("in use").to_string();
-        assert!(err.contains(&addr.to_string()), "{err}");
+        let err = bind(addr, true, false).expect_err("in use");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        let source = std::error::Error::source(&err)
+            .expect("the OS error")
+            .to_string();
         assert!(
-            err.to_lowercase().contains("address already in use"),
-            "{err}"
+            source.to_lowercase().contains("address already in use"),
+            "{source}"
         );
+        // Said once: the OS error is the source, not also part of the message.
+        assert!(!err.to_string().contains(&source), "{err}");
     }
 }

@@ -12,9 +12,7 @@ use socket2::SockRef;
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
     /// A passed descriptor is not a TCP socket (a Unix or UDP socket in the `.socket` unit).
-    #[error(
-        "socket {index} passed by systemd is not a TCP socket ({source}); jamd serves TCP only"
-    )]
+    #[error("socket {index} passed by systemd is not a TCP socket (jamd serves TCP only)")]
     NotTcp {
         /// Position among the passed sockets, from 0.
         index: usize,
@@ -29,7 +27,7 @@ pub enum ActivationError {
         index: usize,
     },
     /// A passed socket could not be inspected or made non-blocking.
-    #[error("cannot use socket {index} passed by systemd: {source}")]
+    #[error("cannot use socket {index} passed by systemd")]
     Setup {
         /// Position among the passed sockets, from 0.
         index: usize,

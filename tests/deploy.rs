@@ -88,7 +88,9 @@ fn systemd_accepts_the_unit_files() {
     // The units as installed, but starting this build's jamd (verify checks that it exists).
     let dir = std::env::temp_dir().join(format!("jamd-units-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let service = deploy_file("jamd.service").replace("/usr/local/bin/jamd", JAMD);
+    // The package installs jamd as /usr/bin/jamd (Cargo.toml, [package.metadata.deb]).
+    let service = deploy_file("jamd.service")
+        .replace("ExecStart=/usr/bin/jamd", &format!("ExecStart={JAMD}"));
     assert!(
         service.contains(&format!("ExecStart={JAMD}")),
         "no ExecStart"

@@ -13,7 +13,7 @@ use jam::metrics;
 use jam::service::Service;
 use jam::systemd;
 use jam::timesync::ClockWatch;
-use jam::{Server, listener};
+use jam::{Server, listener, ports};
 use jiff::tz::TimeZone;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,12 @@ struct Args {
     /// (repeatable). Off by default; the standard port is 13.
     #[arg(long, value_name = "ADDR", env = "JAMD_DAYTIME", value_delimiter = ',')]
     daytime: Vec<String>,
+
+    /// When a port is in use but no server listens on it (closed connections hold it for 60 s in
+    /// TIME_WAIT), retry every second for this long (0 = fail at once). A port another server
+    /// listens on fails at once. [default: 90s]
+    #[arg(long, value_name = "DURATION", env = "JAMD_BIND_WAIT", value_parser = parse_duration)]
+    bind_wait: Option<Duration>,
 
     /// Let several jamd processes listen on the same address (SO_REUSEPORT); the kernel spreads
     /// new connections over them. Every process must set it.
@@ -198,6 +204,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_output: args.max_output,
         shutdown_grace: args.shutdown_grace,
         proxy_protocol: args.proxy_protocol,
+        bind_wait: args.bind_wait.unwrap_or(ServerConfig::default().bind_wait),
         ..ServerConfig::default()
     };
     let zone = if args.utc {
@@ -231,13 +238,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(serve(args, config, zone, activated))
 }
 
-async fn serve(
-    args: Args,
-    config: ServerConfig,
-    zone: TimeZone,
+/// Every listening socket, bound before serving begins.
+struct Bound {
+    jam: Vec<std::net::TcpListener>,
+    services: Vec<(std::net::TcpListener, Service)>,
+    metrics: Vec<std::net::TcpListener>,
+    /// Fixed ports (not 0) that were asked for, for the ephemeral-range check.
+    ports: Vec<u16>,
+}
+
+/// The bind phase: every listener, waiting out ports that closing connections hold.
+async fn bind_all(
+    args: &Args,
+    wait: Duration,
     activated: Option<Vec<std::net::TcpListener>>,
-) -> anyhow::Result<()> {
-    let std_listeners = if let Some(passed) = activated {
+) -> anyhow::Result<Bound> {
+    let mut ports = Vec::new();
+    let jam = if let Some(passed) = activated {
         // Two sources of addresses would leave one silently unused: refuse, and say which.
         if !args.listen.is_empty() {
             anyhow::bail!(
@@ -254,25 +271,75 @@ async fn serve(
             sockets = passed.len(),
             "socket activation: serving the listening sockets passed by systemd instead of binding"
         );
+        for listener in &passed {
+            ports.push(listener.local_addr()?.port());
+        }
         passed
     } else if args.listen.is_empty() {
-        listener::bind_default(args.port, args.reuse_port)?
+        ports.push(args.port);
+        listener::bind_default(args.port, args.reuse_port, wait).await?
     } else {
-        listener::bind_all(&args.listen, args.reuse_port)?
+        ports.extend(listener::listen_ports(&args.listen));
+        listener::bind_all(&args.listen, args.reuse_port, wait).await?
     };
-    let clock = LocalClock::new(Arc::new(SystemClock), zone);
-    let zone_name = clock::zone_name(clock.zone());
-    let grace = config.shutdown_grace;
-    let mut server = Server::new(register(std_listeners)?, config.clone(), clock);
+    let mut services = Vec::new();
     for (specs, service) in [
         (&args.rfc868, Service::Time),
         (&args.daytime, Service::Daytime),
     ] {
-        if !specs.is_empty() {
-            for listener in register(listener::bind_all(specs, args.reuse_port)?)? {
-                server = server.with_listener(listener, service);
-            }
+        ports.extend(listener::listen_ports(specs));
+        for listener in listener::bind_all(specs, args.reuse_port, wait).await? {
+            services.push((listener, service));
         }
+    }
+    ports.extend(listener::listen_ports(&args.metrics));
+    let metrics = listener::bind_all(&args.metrics, false, wait).await?;
+    ports.retain(|&port| port != 0);
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(Bound {
+        jam,
+        services,
+        metrics,
+        ports,
+    })
+}
+
+async fn serve(
+    args: Args,
+    config: ServerConfig,
+    zone: TimeZone,
+    activated: Option<Vec<std::net::TcpListener>>,
+) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    // A signal while a held port is being waited for ends jamd at once.
+    let bound = tokio::select! {
+        bound = bind_all(&args, config.bind_wait, activated) => bound?,
+        _ = sigint.recv() => exit_now("jamd: SIGINT while waiting for a port; exiting", 130),
+        _ = sigterm.recv() => exit_now("jamd: SIGTERM while waiting for a port; exiting", 143),
+    };
+    let exposed: Vec<u16> = bound
+        .ports
+        .iter()
+        .copied()
+        .filter(|&port| ports::exposed(port) == Some(true))
+        .collect();
+    if !exposed.is_empty() {
+        warn!(
+            ports = ?exposed,
+            "a restart of jamd may find its port held by a closed outgoing connection: {}",
+            ports::explain_exposed(&exposed)
+        );
+    }
+    let clock = LocalClock::new(Arc::new(SystemClock), zone);
+    let zone_name = clock::zone_name(clock.zone());
+    let grace = config.shutdown_grace;
+    let mut server = Server::new(register(bound.jam)?, config.clone(), clock);
+    for (listener, service) in bound.services {
+        let listener =
+            tokio::net::TcpListener::from_std(listener).context("cannot register the listener")?;
+        server = server.with_listener(listener, service);
     }
     let addrs = server
         .local_addrs()?
@@ -301,8 +368,6 @@ async fn serve(
     }
 
     let shutdown = CancellationToken::new();
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let interval = if args.clock_check.is_zero() {
         FAR_FUTURE
     } else {
@@ -313,10 +378,10 @@ async fn serve(
         let stats = stats.clone();
         move |reading| stats.metrics().record_clock(reading)
     }));
-    if !args.metrics.is_empty() {
+    if !bound.metrics.is_empty() {
         let render: Arc<dyn Fn() -> String + Send + Sync> =
             Arc::new(move || stats.render_metrics());
-        for listener in register(listener::bind_all(&args.metrics, false)?)? {
+        for listener in register(bound.metrics)? {
             metrics::log_listening(listener.local_addr()?);
             tokio::spawn(metrics::serve(listener, render.clone(), shutdown.clone()));
         }
@@ -341,8 +406,8 @@ async fn serve(
             info!(served = stats.accepted, rejected = stats.rejected, "jamd stopped");
             Ok(())
         }
-        _ = sigint.recv() => exit_now("SIGINT", 130),
-        _ = sigterm.recv() => exit_now("SIGTERM", 143),
+        _ = sigint.recv() => exit_now("jamd: second SIGINT; exiting now", 130),
+        _ = sigterm.recv() => exit_now("jamd: second SIGTERM; exiting now", 143),
     }
 }
 
@@ -355,8 +420,8 @@ fn register(listeners: Vec<std::net::TcpListener>) -> anyhow::Result<Vec<tokio::
         .context("cannot register the listener")
 }
 
-fn exit_now(signal: &str, code: i32) -> ! {
+fn exit_now(message: &str, code: i32) -> ! {
     // The logging thread may not get to print this; stderr directly is the reliable path.
-    eprintln!("jamd: second {signal}; exiting now");
+    eprintln!("{message}");
     std::process::exit(code)
 }
