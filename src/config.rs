@@ -16,6 +16,10 @@ pub struct ServerConfig {
     pub max_line: usize,
     /// Most concurrent sessions; further connections get `ERR server busy`.
     pub max_connections: usize,
+    /// Most concurrent sessions from one address (an IPv4 address or an IPv6 /64); further ones
+    /// get `ERR too many connections from your address`. `None`: worked out from
+    /// `max_connections` ([`crate::per_ip::auto_limit`]); `Some(0)`: no per-address limit.
+    pub max_connections_per_ip: Option<usize>,
     /// Close a session with no complete request for this long.
     pub idle_timeout: Duration,
     /// A partial line must be completed within this time of its first byte.
@@ -45,6 +49,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_line: 1024,
             max_connections: 10_000,
+            max_connections_per_ip: None,
             idle_timeout: Duration::from_secs(300),
             line_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
@@ -54,6 +59,17 @@ impl Default for ServerConfig {
             park_after: Duration::from_secs(1),
             proxy_protocol: false,
             bind_wait: Duration::from_secs(90),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The per-address limit in force: `None` when it is off.
+    pub fn per_ip_limit(&self) -> Option<usize> {
+        match self.max_connections_per_ip {
+            None => Some(crate::per_ip::auto_limit(self.max_connections)),
+            Some(0) => None,
+            Some(n) => Some(n),
         }
     }
 }

@@ -20,6 +20,8 @@
 //! | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
 //! | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
 //! | `connection` | one session: reads, replies, deadlines, output cap, graceful close |
+//! | [`per_ip`] | open connections per client address (IPv4, IPv6 /64) for `--max-connections-per-ip` |
+//! | [`privileges`] | `--user`/`--group`: dropping root once the ports are bound |
 //! | `parker` | holds idle sessions' sockets outside tokio, so an idle connection costs ~100 bytes |
 //! | [`metrics`] | per-thread counters, the OpenMetrics rendering, the `--metrics` HTTP endpoint |
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
@@ -41,7 +43,9 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 mod parker;
+pub mod per_ip;
 pub mod ports;
+pub mod privileges;
 pub mod protocol;
 pub mod proxy;
 pub mod reply;

@@ -38,7 +38,7 @@ const ACCEPTED: Family = Family {
 };
 const REFUSED: Family = Family {
     name: "jamd_connections_refused",
-    help: "Connections turned away, by reason (busy: at the connection limit; proxy_header: missing or invalid PROXY protocol header).",
+    help: "Connections turned away, by reason (busy: at the connection limit; per_ip: the client address at its limit; proxy_header: missing or invalid PROXY protocol header).",
     label: Some("reason"),
 };
 const REQUESTS: Family = Family {
@@ -104,6 +104,7 @@ counts! {
     AcceptedDaytime => ACCEPTED "daytime",
     RefusedBusy => REFUSED "busy",
     RefusedProxyHeader => REFUSED "proxy_header",
+    RefusedPerIp => REFUSED "per_ip",
     RequestTime => REQUESTS "TIME",
     RequestQuit => REQUESTS "QUIT",
     RequestOther => REQUESTS "other",
@@ -115,6 +116,7 @@ counts! {
     ErrorIdleTimeout => ERRORS "idle_timeout",
     ErrorLineTimeout => ERRORS "line_timeout",
     ErrorServerBusy => ERRORS "server_busy",
+    ErrorPerIp => ERRORS "per_ip",
     ClosedQuit => CLOSED "quit",
     ClosedClientClosed => CLOSED "client_closed",
     ClosedIdleTimeout => CLOSED "idle_timeout",

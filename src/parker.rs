@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error};
 
 use crate::connection;
+use crate::per_ip::PerIpGuard;
 use crate::server::{ActiveGuard, Shared};
 
 const WAKER: Token = Token(usize::MAX);
@@ -48,6 +49,8 @@ pub(crate) struct Meta {
     pub(crate) opened: Instant,
     /// Counts the session as active until it is dropped.
     pub(crate) _active: ActiveGuard,
+    /// Holds the client address's slot under the per-address limit, if it counts.
+    pub(crate) _per_ip: Option<PerIpGuard>,
 }
 
 /// Why a parked session was handed back.

@@ -149,6 +149,11 @@ pub enum ErrorReply<'a> {
     LineTimeout,
     /// The server is at its connection limit.
     ServerBusy,
+    /// The client's address has as many connections open as one address may.
+    TooManyFromAddress {
+        /// The per-address limit.
+        max: usize,
+    },
 }
 
 impl ErrorReply<'_> {
@@ -177,6 +182,9 @@ impl ErrorReply<'_> {
             ErrorReply::IdleTimeout => out.extend_from_slice(b"idle timeout"),
             ErrorReply::LineTimeout => out.extend_from_slice(b"line timeout"),
             ErrorReply::ServerBusy => out.extend_from_slice(b"server busy"),
+            ErrorReply::TooManyFromAddress { max } => out.extend_from_slice(
+                format!("too many connections from your address (max {max})").as_bytes(),
+            ),
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -358,6 +366,10 @@ mod tests {
         );
         assert_eq!(error_line(ErrorReply::IdleTimeout), "ERR idle timeout\r\n");
         assert_eq!(error_line(ErrorReply::ServerBusy), "ERR server busy\r\n");
+        assert_eq!(
+            error_line(ErrorReply::TooManyFromAddress { max: 25 }),
+            "ERR too many connections from your address (max 25)\r\n"
+        );
     }
 
     fn escaped(word: &[u8]) -> String {

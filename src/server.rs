@@ -20,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::connection;
 use crate::metrics::{self, Count, Gauges, Metrics};
 use crate::parker::{Meta, Parker};
+use crate::per_ip::{OverLimit, PerIp, PerIpGuard};
 use crate::protocol::ErrorReply;
 use crate::proxy;
 use crate::service::{self, Service};
@@ -51,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) parked: AtomicUsize,
     /// Counters for the metrics endpoint.
     pub(crate) metrics: Arc<Metrics>,
+    /// Open connections per client address, when that limit is on.
+    per_ip: Option<PerIp>,
 }
 
 /// Counts kept by a running server.
@@ -121,6 +124,7 @@ impl Server {
                 .map(|listener| (listener, Service::Jam))
                 .collect(),
             shared: Arc::new(Shared {
+                per_ip: config.per_ip_limit().map(PerIp::new),
                 config,
                 clock,
                 active: AtomicUsize::new(0),
@@ -285,16 +289,40 @@ fn admit(
     if shared.active.fetch_add(1, Ordering::AcqRel) >= max {
         shared.active.fetch_sub(1, Ordering::AcqRel);
         shared.metrics.add(Count::RefusedBusy, 1);
+        let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        debug!(%peer, %service, reason = "busy", "server busy; turning connection away");
+        if let Ok(mut limit) = shared.busy_warning.lock()
+            && let Some(suppressed) = limit.allow(Instant::now())
+        {
+            warn!(
+                max_connections = shared.config.max_connections,
+                rejected_total = rejected,
+                suppressed,
+                "connection limit reached; new connections get ERR server busy"
+            );
+        }
         if service == Service::Jam {
             shared.metrics.add(Count::ErrorServerBusy, 1);
-            reject(stream, peer, shared, tracker);
-        } else {
-            // An RFC 868 client would read "ERR server busy" as a time: just close.
-            shared.rejected.fetch_add(1, Ordering::Relaxed);
-            debug!(%peer, %service, "server busy; closing connection");
+            refuse(stream, ErrorReply::ServerBusy, shared, tracker);
         }
+        // An RFC 868 client would read "ERR server busy" as a time: it is just closed.
         return;
     }
+    // Behind a load balancer the client's address is known only once the PROXY header is read.
+    let per_ip = if shared.config.proxy_protocol {
+        None
+    } else {
+        match admit_address(peer, service, shared) {
+            Ok(guard) => guard,
+            Err(refusal) => {
+                shared.active.fetch_sub(1, Ordering::AcqRel);
+                if let Some(reply) = refusal {
+                    refuse(stream, reply, shared, tracker);
+                }
+                return;
+            }
+        }
+    };
     shared.accepted.fetch_add(1, Ordering::Relaxed);
     shared.metrics.add(
         match service {
@@ -310,6 +338,7 @@ fn admit(
         from_balancer: false,
         opened: Instant::now(),
         _active: ActiveGuard(shared.clone()),
+        _per_ip: per_ip,
     };
     tracker.spawn(start(
         service,
@@ -317,7 +346,42 @@ fn admit(
         meta,
         shared.clone(),
         shutdown.clone(),
+        tracker.clone(),
     ));
+}
+
+/// Counts a connection from `peer` under the per-address limit. Over the limit: counted, logged,
+/// and the error line to send, if the service speaks jam (`Err(None)`: just close).
+fn admit_address(
+    peer: SocketAddr,
+    service: Service,
+    shared: &Shared,
+) -> Result<Option<PerIpGuard>, Option<ErrorReply<'static>>> {
+    let Some(per_ip) = &shared.per_ip else {
+        return Ok(None);
+    };
+    match per_ip.admit(peer.ip()) {
+        Ok(guard) => Ok(Some(guard)),
+        Err(OverLimit { key, warn }) => {
+            let max = per_ip.max();
+            shared.metrics.add(Count::RefusedPerIp, 1);
+            shared.rejected.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, %service, reason = "per_ip", "too many connections from this address; turning connection away");
+            if warn {
+                warn!(
+                    address = %key,
+                    max_connections_per_ip = max,
+                    "one address holds as many connections as it may; its further connections are refused (at most one warning per 10 s per address)"
+                );
+            }
+            if service == Service::Jam {
+                shared.metrics.add(Count::ErrorPerIp, 1);
+                Err(Some(ErrorReply::TooManyFromAddress { max }))
+            } else {
+                Err(None)
+            }
+        }
+    }
 }
 
 /// Takes the PROXY header off the connection if the server requires one, then serves `service`.
@@ -327,6 +391,7 @@ async fn start(
     mut meta: Meta,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    tracker: TaskTracker,
 ) {
     let mut initial = Vec::new();
     let mut via = None;
@@ -348,6 +413,17 @@ async fn start(
                     Some(client) => {
                         via = Some(meta.peer);
                         meta.peer = canonical(client);
+                        // The client behind the balancer counts, not the balancer.
+                        match admit_address(meta.peer, service, &shared) {
+                            Ok(guard) => meta._per_ip = guard,
+                            Err(refusal) => {
+                                drop(meta);
+                                if let Some(reply) = refusal {
+                                    refuse(stream, reply, &shared, &tracker);
+                                }
+                                return;
+                            }
+                        }
                     }
                     None => meta.from_balancer = true,
                 }
@@ -381,23 +457,12 @@ async fn start(
     }
 }
 
-/// Sends `ERR server busy` and closes, without ever waiting on the client for long.
-fn reject(stream: TcpStream, peer: SocketAddr, shared: &Shared, tracker: &TaskTracker) {
-    let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-    debug!(%peer, "server busy; turning connection away");
-    if let Ok(mut limit) = shared.busy_warning.lock() {
-        if let Some(suppressed) = limit.allow(Instant::now()) {
-            warn!(
-                max_connections = shared.config.max_connections,
-                rejected_total = rejected,
-                suppressed,
-                "connection limit reached; new connections get ERR server busy"
-            );
-        }
-    }
-    let busy = ErrorReply::ServerBusy.to_bytes();
+/// Sends `reply` (a refusal: busy, or too many from one address) and closes, without ever
+/// waiting on the client for long.
+fn refuse(stream: TcpStream, reply: ErrorReply<'_>, shared: &Shared, tracker: &TaskTracker) {
+    let line = reply.to_bytes();
     let _ = stream.set_nodelay(true);
-    let _ = stream.try_write(&busy);
+    let _ = stream.try_write(&line);
     let _ = SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
     // Keep the socket briefly so a request the client already sent does not make the close a
     // reset that destroys the busy line; if many are pending, just close.

@@ -21,11 +21,12 @@ async fn nineteen_thousand_concurrent_connections_are_all_answered() {
 async fn all_answered_while_held_open(connections: usize) {
     let jamd = Jamd::spawn(&[]);
     let port = jamd.addr.port();
-    // Connect from four source addresses so ephemeral ports never run short.
+    // Connect from eight source addresses so ephemeral ports never run short, and each stays
+    // well under the default per-address limit (a quarter of the connection limit).
     let mut streams = Vec::with_capacity(connections);
     for i in 0..connections {
         let socket = TcpSocket::new_v4().expect("socket");
-        let source = std::net::SocketAddr::from(([127, 0, 0, 1 + (i % 4) as u8], 0));
+        let source = std::net::SocketAddr::from(([127, 0, 0, 1 + (i % 8) as u8], 0));
         socket.bind(source).expect("bind source");
         let stream = tokio::time::timeout(WAIT, socket.connect(([127, 0, 0, 1], port).into()))
             .await

@@ -10,6 +10,7 @@ use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_siz
 use jam::generate::{self, Generate};
 use jam::logging::{self, LogFormat};
 use jam::metrics;
+use jam::privileges::{self, Dropped};
 use jam::service::Service;
 use jam::systemd;
 use jam::timesync::ClockWatch;
@@ -65,6 +66,16 @@ struct Args {
     #[arg(long, env = "JAMD_REUSE_PORT")]
     reuse_port: bool,
 
+    /// Run as this user once every port is bound and the file limit is raised (started as root,
+    /// e.g. to bind port 37 or 13). If the switch fails, jamd exits instead of serving as root.
+    /// Under systemd, DynamicUser= does this instead.
+    #[arg(long, value_name = "NAME", env = "JAMD_USER")]
+    user: Option<String>,
+
+    /// With --user: run with this group instead of the user's own.
+    #[arg(long, value_name = "NAME", env = "JAMD_GROUP", requires = "user")]
+    group: Option<String>,
+
     /// Require a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) on every
     /// connection and log the client address it carries; connections without one are closed.
     /// Only for servers behind a load balancer: a client could otherwise forge its address.
@@ -98,6 +109,13 @@ struct Args {
     /// [default: the open-file limit minus headroom]
     #[arg(long, value_name = "N", env = "JAMD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+
+    /// Most concurrent connections from one address (an IPv4 address, or an IPv6 /64; behind
+    /// --proxy-protocol the client's); more get `ERR too many connections from your address` and
+    /// are closed. `auto`: the larger of a quarter of --max-connections and
+    /// min(--max-connections, 16); 0: no per-address limit.
+    #[arg(long, value_name = "N|auto", env = "JAMD_MAX_CONNECTIONS_PER_IP", default_value = "auto", value_parser = parse_per_ip)]
+    max_connections_per_ip: PerIpArg,
 
     /// Close a connection with no complete request for this long (0 = never).
     #[arg(long, value_name = "DURATION", env = "JAMD_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
@@ -198,6 +216,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_line: args.max_line,
         max_connections,
+        max_connections_per_ip: args.max_connections_per_ip.0,
         idle_timeout: args.idle_timeout,
         line_timeout: args.line_timeout,
         write_timeout: args.write_timeout,
@@ -319,6 +338,19 @@ async fn serve(
         _ = sigint.recv() => exit_now("jamd: SIGINT while waiting for a port; exiting", 130),
         _ = sigterm.recv() => exit_now("jamd: SIGTERM while waiting for a port; exiting", 143),
     };
+    // Every port is bound and the file limit raised: root is no longer needed.
+    match &args.user {
+        Some(user) => match privileges::drop_to(user, args.group.as_deref())? {
+            Dropped::AlreadyThere => {}
+            Dropped::Switched { user, uid, gid } => {
+                info!(user, uid, gid, "dropped root privileges");
+            }
+        },
+        None if privileges::running_as_root() => warn!(
+            "running as root: start with --user NAME (e.g. --user nobody) after binding, or under systemd with DynamicUser=, so that no bug can use root's powers"
+        ),
+        None => {}
+    }
     let exposed: Vec<u16> = bound
         .ports
         .iter()
@@ -351,6 +383,7 @@ async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         zone = %zone_name,
         max_connections = config.max_connections,
+        max_connections_per_ip = config.per_ip_limit().unwrap_or(0),
         max_line = config.max_line,
         idle_timeout = %format_duration(config.idle_timeout),
         line_timeout = %format_duration(config.line_timeout),
@@ -424,4 +457,17 @@ fn exit_now(message: &str, code: i32) -> ! {
     // The logging thread may not get to print this; stderr directly is the reliable path.
     eprintln!("{message}");
     std::process::exit(code)
+}
+
+/// `--max-connections-per-ip`: a number, or `auto` (`None`).
+#[derive(Debug, Clone, Copy)]
+struct PerIpArg(Option<usize>);
+
+fn parse_per_ip(s: &str) -> Result<PerIpArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(PerIpArg(None));
+    }
+    s.parse()
+        .map(|n| PerIpArg(Some(n)))
+        .map_err(|_| format!("expected a number of connections or `auto`, got {s:?}"))
 }
