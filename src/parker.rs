@@ -102,6 +102,8 @@ impl Parker {
     }
 
     /// Parks a session. Gives it back if the parker has stopped (the server is shutting down).
+    // The error hands the session back whole, at once; boxing it would allocate on every park.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn park(&self, parked: Parked) -> Result<(), Parked> {
         match self.tx.send(Message::Park(Box::new(parked))) {
             Ok(()) => {
