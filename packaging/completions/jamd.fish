@@ -2,7 +2,7 @@ complete -c jamd -s l -l listen -d 'Address to listen on (repeatable): 127.0.0.1
 complete -c jamd -s p -l port -d 'Port for the default listener (ignored with --listen)' -r
 complete -c jamd -l rfc868 -d 'Also serve RFC 868 Time (4 bytes: seconds since 1900, then close) on ADDR (repeatable). Off by default; the standard port is 37' -r
 complete -c jamd -l daytime -d 'Also serve RFC 867 Daytime (one line with date and time, then close) on ADDR (repeatable). Off by default; the standard port is 13' -r
-complete -c jamd -l bind-wait -d 'When a port is in use but no server listens on it (closed connections hold it for 60 s in TIME_WAIT), retry every second for this long (0 = fail at once). A port another server listens on fails at once. [default: 90s]' -r
+complete -c jamd -l bind-wait -d 'When a port is in use but no server listens on it (closed connections hold it for 60 s in TIME_WAIT), retry every second for this long (0 = fail at once). A port another server listens on fails at once' -r
 complete -c jamd -l metrics -d 'Serve Prometheus metrics over HTTP at http://ADDR/metrics (repeatable). Off by default; bind it to a private address: the metrics have no authentication' -r
 complete -c jamd -l clock-check -d 'How often to check that the system clock is synchronised (kernel adjtimex state); a change is logged (0 = only at start-up)' -r
 complete -c jamd -l tz -d 'Report time in this IANA zone (e.g. Asia/Jakarta) [default: TZ, then /etc/localtime]' -r
