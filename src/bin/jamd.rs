@@ -232,7 +232,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
 
     // One worker (one CPU, or --threads 1): tokio's single-threaded scheduler, which has no
-    // work-stealing bookkeeping; more: the multi-threaded one. README, "Runtime shape".
+    // work-stealing bookkeeping; more: the multi-threaded one. docs/benchmarks.md, "Runtime
+    // shape".
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
