@@ -133,13 +133,32 @@ pub fn parse_size(s: &str) -> Result<usize, ValueError> {
     n.checked_mul(scale).ok_or_else(invalid)
 }
 
-/// Formats a duration the way users type it (`5m`, `30s`, `off`).
+/// Formats a size the way users type it (`64KiB`, `1MiB`, `1000`); [`parse_size`] reads it back.
+pub fn format_size(n: usize) -> String {
+    for (unit, scale) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n != 0 && n % scale == 0 {
+            return format!("{}{unit}", n / scale);
+        }
+    }
+    n.to_string()
+}
+
+/// Formats a duration the way users type it (`5m`, `30s`, `off`); [`parse_duration`] reads it
+/// back, except `off` (type `0`).
 pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
         return "off".to_string();
     }
     let secs = d.as_secs();
-    if d.subsec_nanos() != 0 {
+    let nanos = d.subsec_nanos();
+    if nanos % 1_000_000 != 0 {
+        // Sub-millisecond parts: whole microseconds if exact, else nanoseconds, so nothing is lost.
+        if nanos % 1_000 == 0 {
+            format!("{}us", d.as_micros())
+        } else {
+            format!("{}ns", d.as_nanos())
+        }
+    } else if nanos != 0 {
         format!("{}ms", d.as_millis())
     } else if secs % 3600 == 0 {
         format!("{}h", secs / 3600)
@@ -187,6 +206,45 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
         assert_eq!(format_duration(Duration::ZERO), "off");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for d in [
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+            Duration::from_secs(90),
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+            Duration::from_secs(5400),
+            Duration::from_millis(250),
+            Duration::from_millis(1500),
+            Duration::from_micros(1500),
+            Duration::from_nanos(1_000_000_001),
+        ] {
+            let typed = format_duration(d);
+            assert_eq!(parse_duration(&typed).ok(), Some(d), "{typed}");
+        }
+        let defaults = ServerConfig::default();
+        for d in [
+            defaults.idle_timeout,
+            defaults.line_timeout,
+            defaults.write_timeout,
+            defaults.shutdown_grace,
+            defaults.bind_wait,
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)).ok(), Some(d));
+        }
+    }
+
+    #[test]
+    fn formatted_sizes_parse_back() {
+        assert_eq!(format_size(64 * 1024), "64KiB");
+        assert_eq!(format_size(1 << 20), "1MiB");
+        assert_eq!(format_size(1000), "1000");
+        for n in [0, 1, 1000, 1024, 1536, 64 * 1024, 3 << 20, 2 << 30] {
+            assert_eq!(parse_size(&format_size(n)).ok(), Some(n), "{n}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@ complete -c jamd -s l -l listen -d 'Address to listen on (repeatable): 127.0.0.1
 complete -c jamd -s p -l port -d 'Port for the default listener (ignored with --listen)' -r
 complete -c jamd -l rfc868 -d 'Also serve RFC 868 Time (4 bytes: seconds since 1900, then close) on ADDR (repeatable). Off by default; the standard port is 37' -r
 complete -c jamd -l daytime -d 'Also serve RFC 867 Daytime (one line with date and time, then close) on ADDR (repeatable). Off by default; the standard port is 13' -r
-complete -c jamd -l bind-wait -d 'When a port is in use but no server listens on it (closed connections hold it for 60 s in TIME_WAIT), retry every second for this long (0 = fail at once). A port another server listens on fails at once. [default: 90s]' -r
+complete -c jamd -l bind-wait -d 'When a port is in use but no server listens on it (closed connections hold it for 60 s in TIME_WAIT), retry every second for this long (0 = fail at once). A port another server listens on fails at once' -r
 complete -c jamd -l user -d 'Run as this user once every port is bound and the file limit is raised (started as root, e.g. to bind port 37 or 13). If the switch fails, jamd exits instead of serving as root. Under systemd, DynamicUser= does this instead' -r
 complete -c jamd -l group -d 'With --user: run with this group instead of the user\'s own' -r
 complete -c jamd -l metrics -d 'Serve Prometheus metrics over HTTP at http://ADDR/metrics (repeatable). Off by default; bind it to a private address: the metrics have no authentication' -r

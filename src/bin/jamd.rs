@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser};
 use jam::clock::{self, LocalClock, SystemClock};
-use jam::config::{self, ServerConfig, format_duration, parse_duration, parse_size};
+use jam::config::{self, ServerConfig, format_duration, format_size, parse_duration, parse_size};
 use jam::generate::{self, Generate};
 use jam::logging::{self, LogFormat};
 use jam::metrics;
@@ -57,9 +57,9 @@ struct Args {
 
     /// When a port is in use but no server listens on it (closed connections hold it for 60 s in
     /// TIME_WAIT), retry every second for this long (0 = fail at once). A port another server
-    /// listens on fails at once. [default: 90s]
-    #[arg(long, value_name = "DURATION", env = "JAMD_BIND_WAIT", value_parser = parse_duration)]
-    bind_wait: Option<Duration>,
+    /// listens on fails at once.
+    #[arg(long, value_name = "DURATION", env = "JAMD_BIND_WAIT", default_value = default_duration(|c| c.bind_wait), value_parser = parse_duration)]
+    bind_wait: Duration,
 
     /// Let several jamd processes listen on the same address (SO_REUSEPORT); the kernel spreads
     /// new connections over them. Every process must set it.
@@ -102,7 +102,7 @@ struct Args {
 
     /// Longest request line in bytes, not counting the line end; longer lines get
     /// `ERR line too long` and the connection is closed.
-    #[arg(long, value_name = "BYTES", env = "JAMD_MAX_LINE", default_value = "1024", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", env = "JAMD_MAX_LINE", default_value_t = ServerConfig::default().max_line, value_parser = parse_size)]
     max_line: usize,
 
     /// Most concurrent connections; more get `ERR server busy` and are closed.
@@ -118,23 +118,23 @@ struct Args {
     max_connections_per_ip: PerIpArg,
 
     /// Close a connection with no complete request for this long (0 = never).
-    #[arg(long, value_name = "DURATION", env = "JAMD_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "JAMD_IDLE_TIMEOUT", default_value = default_duration(|c| c.idle_timeout), value_parser = parse_duration)]
     idle_timeout: Duration,
 
     /// A started line must be completed within this time (0 = no limit).
-    #[arg(long, value_name = "DURATION", env = "JAMD_LINE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "JAMD_LINE_TIMEOUT", default_value = default_duration(|c| c.line_timeout), value_parser = parse_duration)]
     line_timeout: Duration,
 
     /// Close a connection whose replies make no progress for this long (0 = never).
-    #[arg(long, value_name = "DURATION", env = "JAMD_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "JAMD_WRITE_TIMEOUT", default_value = default_duration(|c| c.write_timeout), value_parser = parse_duration)]
     write_timeout: Duration,
 
     /// Stop reading from a client once this many reply bytes wait to be sent to it.
-    #[arg(long, value_name = "BYTES", env = "JAMD_MAX_OUTPUT", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", env = "JAMD_MAX_OUTPUT", default_value = default_size(|c| c.max_output), value_parser = parse_size)]
     max_output: usize,
 
     /// On SIGINT/SIGTERM, wait at most this long for connections to finish.
-    #[arg(long, value_name = "DURATION", env = "JAMD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "JAMD_SHUTDOWN_GRACE", default_value = default_duration(|c| c.shutdown_grace), value_parser = parse_duration)]
     shutdown_grace: Duration,
 
     /// Worker threads [default: one per CPU this process may run on]. With one, jamd uses
@@ -163,6 +163,16 @@ struct Args {
     /// Print the man page or a shell completion script to stdout and exit.
     #[arg(long, value_enum, value_name = "WHAT")]
     generate: Option<Generate>,
+}
+
+/// A default for `--help`, formatted from `ServerConfig::default()`, the one place it is written.
+fn default_duration(pick: fn(&ServerConfig) -> Duration) -> String {
+    format_duration(pick(&ServerConfig::default()))
+}
+
+/// A size default for `--help`, formatted from `ServerConfig::default()`.
+fn default_size(pick: fn(&ServerConfig) -> usize) -> String {
+    format_size(pick(&ServerConfig::default()))
 }
 
 fn main() -> std::process::ExitCode {
@@ -204,7 +214,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             None
         }
     };
-    let derived = open_files.map_or(10_000, config::connections_for_open_files);
+    let derived = open_files.map_or(
+        ServerConfig::default().max_connections,
+        config::connections_for_open_files,
+    );
     let max_connections = args.max_connections.unwrap_or(derived);
     if max_connections > derived {
         warn!(
@@ -223,7 +236,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_output: args.max_output,
         shutdown_grace: args.shutdown_grace,
         proxy_protocol: args.proxy_protocol,
-        bind_wait: args.bind_wait.unwrap_or(ServerConfig::default().bind_wait),
+        bind_wait: args.bind_wait,
         ..ServerConfig::default()
     };
     let zone = if args.utc {
@@ -238,7 +251,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
 
     // One worker (one CPU, or --threads 1): tokio's single-threaded scheduler, which has no
-    // work-stealing bookkeeping; more: the multi-threaded one. README, "Runtime shape".
+    // work-stealing bookkeeping; more: the multi-threaded one. docs/benchmarks.md, "Runtime
+    // shape".
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
