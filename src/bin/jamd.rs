@@ -114,7 +114,7 @@ struct Args {
     /// --proxy-protocol the client's); more get `ERR too many connections from your address` and
     /// are closed. `auto`: the larger of a quarter of --max-connections and
     /// min(--max-connections, 16); 0: no per-address limit.
-    #[arg(long, value_name = "N|auto", env = "JAMD_MAX_CONNECTIONS_PER_IP", default_value = "auto", value_parser = parse_per_ip)]
+    #[arg(long, value_name = "N|auto", env = "JAMD_MAX_CONNECTIONS_PER_IP", default_value = default_per_ip(), value_parser = parse_per_ip)]
     max_connections_per_ip: PerIpArg,
 
     /// Close a connection with no complete request for this long (0 = never).
@@ -171,6 +171,14 @@ fn default_duration(pick: fn(&ServerConfig) -> Duration) -> String {
 }
 
 /// A size default for `--help`, formatted from `ServerConfig::default()`.
+/// `--max-connections-per-ip`'s default as typed: `auto`, or ServerConfig's number.
+fn default_per_ip() -> String {
+    match ServerConfig::default().max_connections_per_ip {
+        None => "auto".into(),
+        Some(n) => n.to_string(),
+    }
+}
+
 fn default_size(pick: fn(&ServerConfig) -> usize) -> String {
     format_size(pick(&ServerConfig::default()))
 }
