@@ -63,7 +63,7 @@ pub struct Stats {
     pub active: usize,
     /// Connections accepted and served so far.
     pub accepted: u64,
-    /// Connections turned away with `ERR server busy`.
+    /// Connections turned away (server busy, or too many from one address).
     pub rejected: u64,
     /// Sessions that are quiet and parked (counted in `active` too).
     pub parked: usize,
@@ -417,6 +417,9 @@ async fn start(
                         match admit_address(meta.peer, service, &shared) {
                             Ok(guard) => meta._per_ip = guard,
                             Err(refusal) => {
+                                // Counted as accepted before the header named the client: it
+                                // is closed for its address, so the counts still add up.
+                                shared.metrics.add(Count::ClosedPerIp, 1);
                                 drop(meta);
                                 if let Some(reply) = refusal {
                                     refuse(stream, reply, &shared, &tracker);
