@@ -11,6 +11,7 @@ RAW_DIR holds (P a peer, S a scenario, R a round):
   sS.P.rR.cpu         server_ticks, machine_busy_ticks (1/100 s, all CPUs), busy_before (%)
   sS.P.rR.note        trouble with that run
   s5.P.txt            key=value: rss_before_kib, rss_after_kib, accepted, open, failed
+  s7.P.N.txt          key=value: rss_before_kib, rss_after_kib, open, answered, failed, seconds
   lg.sS.P.rR.txt      output of bench/peers/loadgen (scenarios 1 and 2)
 Standard library only.
 """
@@ -27,6 +28,7 @@ TITLES = {
     4: "open loop at {rate} req/s, 50 connections",
     5: "memory of {idle} idle connections",
     6: "{many} concurrent connections, one request each",
+    7: "memory after a burst: connections that each ask once and stay",
 }
 LG_BOUND = 0.9  # load-generator CPU share at which a row is probably client-bound
 NOISY = 0.15  # CPU used by other processes (share of one core) that makes a run suspect
@@ -273,6 +275,69 @@ def main() -> None:
             f"{'–' if b.time_wait is None else fmt_int(b.time_wait)} | {notes} |"
         )
     md.append("")
+
+    burst = sorted(raw.glob("s7.*.txt"))
+    if burst:
+        md.append(f"## 7. {titles[7]}\n")
+        md.append(
+            "On a fresh server, `bench/peers/burst_conns.py` opens N connections as fast as it can "
+            "(up to 4096 connects in flight, from 8 loopback addresses); each sends one request "
+            "as soon as it connects, reads the reply and stays open. RSS is measured before and "
+            "one second after the last reply; memory freed during the burst stays with the "
+            "process, so this is what a burst costs for good.\n"
+        )
+        md.append("| peer | N | answered | burst s | RSS before (MiB) | RSS after (MiB) | KiB per connection |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|")
+        for p in peers:
+            for f in sorted(raw.glob(f"s7.{p}.*.txt"), key=lambda f: int(f.name.split(".")[2])):
+                d = kv(f)
+                n = int(f.name.split(".")[2])
+                if "rss_after_kib" not in d:
+                    md.append(f"| {p} | {n:,} | – | – | – | – | – |")
+                    continue
+                before, after = int(d["rss_before_kib"]), int(d["rss_after_kib"])
+                md.append(
+                    f"| {p} | {n:,} | {int(d.get('answered', 0)):,} | {d.get('seconds', '?')} | "
+                    f"{before / 1024:.1f} | {after / 1024:.1f} | {(after - before) / n:.2f} |"
+                )
+        md.append("")
+
+    ratio_rows = []
+    rounds_n = int(meta.get("rounds", "0") or 0)
+    for s, what in ((1, "req/s, c=50 P=1"), (2, "req/s, c=50 P=16"), (4, "server µs/response at the fixed rate")):
+        for p in peers:
+            if p == "ceiling":
+                continue
+            per_round = []
+            for rnd in range(1, rounds_n + 1):
+                a, c = Run(raw, f"s{s}.{p}.r{rnd}"), Run(raw, f"s{s}.ceiling.r{rnd}")
+                if a.r is None or c.r is None:
+                    continue
+                if s == 4:
+                    if a.us_per_response and c.us_per_response:
+                        per_round.append(a.us_per_response / c.us_per_response)
+                elif c.r["rps"]:
+                    per_round.append(a.r["rps"] / c.r["rps"])
+            if per_round:
+                per_round.sort()
+                mid = len(per_round) // 2
+                median = per_round[mid] if len(per_round) % 2 else (per_round[mid - 1] + per_round[mid]) / 2
+                ratio_rows.append(
+                    f"| {p} | {what} | {median:.2f} | {len(per_round)} | "
+                    f"{', '.join(f'{x:.2f}' for x in per_round)} |"
+                )
+    if ratio_rows:
+        md.append("## Ratios to the C ceiling, median of the per-round ratios\n")
+        md.append(
+            "Each round measures every peer and the ceiling within a minute of each other; the "
+            "ratio of the two in the same round cancels most of the machine's drift, and the "
+            "median over rounds the rest. Throughput: higher is better; µs/response: lower is "
+            "better.\n"
+        )
+        md.append("| peer | measure | × ceiling (median) | rounds | per round |")
+        md.append("|---|---|---:|---:|---|")
+        md.extend(ratio_rows)
+        md.append("")
 
     lg_rows = []
     for s, load in ((1, "c=50 P=1"), (2, "c=50 P=16")):
