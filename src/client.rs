@@ -20,6 +20,9 @@ pub const DEFAULT_TARGET: &str = "127.0.0.1:45000";
 /// Longest reply line the client accepts.
 pub const MAX_REPLY: usize = 4096;
 
+/// Most bytes read (and thrown away) while waiting for the server to close after `QUIT`.
+const QUIT_DISCARD: usize = 64 * 1024;
+
 /// How long the client waits for more bytes after part of a line that has no line end yet; past
 /// that the bytes are taken as a reply without a line end (a server that forgot CR LF).
 pub const QUIET: Duration = Duration::from_secs(1);
@@ -57,6 +60,16 @@ pub enum ClientError {
     /// The server answered something that is not a jam reply.
     #[error("invalid reply from server: \"{0}\"")]
     InvalidReply(String),
+    /// A time reply that is not the exact form, where only the exact form is accepted.
+    #[error(
+        "invalid reply from server: \"{reply}\" ({differences}; --strict takes only JAM hh:mm:ss CR LF)"
+    )]
+    NotExact {
+        /// The reply as sent, without its line end.
+        reply: String,
+        /// How it differs from the exact form.
+        differences: String,
+    },
     /// The server answered with an error line.
     #[error("server error: {0}")]
     Server(String),
@@ -82,7 +95,7 @@ impl ClientError {
             ClientError::Refused(_) => 3,
             ClientError::Dns { .. } => 4,
             ClientError::Timeout { .. } => 5,
-            ClientError::InvalidReply(_) => 6,
+            ClientError::InvalidReply(_) | ClientError::NotExact { .. } => 6,
             ClientError::Server(_) => 7,
             ClientError::Closed | ClientError::Io { .. } => 8,
         }
@@ -269,7 +282,7 @@ impl Client {
             if let Some(end) = memchr::memchr(b'\n', &self.pending) {
                 return Ok(Some(self.pending.drain(..=end).collect()));
             }
-            if self.pending.len() > MAX_REPLY {
+            if self.pending.len() >= MAX_REPLY {
                 return Err(ClientError::InvalidReply(format!(
                     "a reply line longer than {MAX_REPLY} bytes"
                 )));
@@ -280,8 +293,10 @@ impl Client {
             } else {
                 deadline
             };
-            let mut buf = [0u8; 4096];
-            let read = tokio::time::timeout_at(wait_until, self.stream.read(&mut buf));
+            // Read only up to the line cap, so a flood never holds more than MAX_REPLY bytes.
+            let mut buf = [0u8; MAX_REPLY];
+            let room = MAX_REPLY - self.pending.len();
+            let read = tokio::time::timeout_at(wait_until, self.stream.read(&mut buf[..room]));
             match read.await {
                 Err(_) if partial => return Ok(Some(std::mem::take(&mut self.pending))),
                 Err(_) => {
@@ -322,8 +337,19 @@ impl Client {
     /// Sends `QUIT` and waits (briefly) for the server to close.
     pub async fn quit(mut self) -> Result<(), ClientError> {
         self.send("QUIT").await?;
-        let mut rest = Vec::new();
-        let _ = timeout(self.timeout, self.stream.read_to_end(&mut rest)).await;
+        // Wait for the server's close, discarding what comes first, but never more than
+        // QUIT_DISCARD bytes: a server that floods after QUIT costs nothing.
+        let mut sink = [0u8; 4096];
+        let mut discarded = 0;
+        let _ = timeout(self.timeout, async {
+            while discarded < QUIT_DISCARD {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => discarded += n,
+                }
+            }
+        })
+        .await;
         Ok(())
     }
 }

@@ -129,6 +129,7 @@ counts! {
     ClosedError => CLOSED "io_error",
     ClosedAnswered => CLOSED "answered",
     ClosedProxyHeader => CLOSED "proxy_header",
+    ClosedPerIp => CLOSED "per_ip",
     ReceivedBytes => RECEIVED "",
     SentBytes => SENT "",
     AcceptErrorResources => ACCEPT_ERRORS "resources",

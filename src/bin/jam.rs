@@ -17,15 +17,19 @@ use jam::reply::{LineEnd, Reply, TimeReply};
 use serde_json::json;
 
 /// Prints a line to stdout. If stdout is gone (`jam bench | head`), stop quietly instead of
-/// panicking: the reader has what it wanted.
+/// panicking, with [`STDOUT_GONE`]'s exit code: 0 where the reader has what it wanted, but not
+/// for `jam check`, whose verdict would be lost.
 macro_rules! say {
     ($($arg:tt)*) => {{
         let mut out = std::io::stdout().lock();
         if writeln!(out, $($arg)*).and_then(|()| out.flush()).is_err() {
-            std::process::exit(0);
+            std::process::exit(STDOUT_GONE.load(std::sync::atomic::Ordering::Relaxed));
         }
     }};
 }
+
+/// The exit code when stdout cannot be written (see [`say!`]).
+static STDOUT_GONE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -136,7 +140,8 @@ fn check_help() -> String {
     text.push_str(
         "\nExit codes: 0 every must case passed on every server (with --strict, every should case \
          too); 1 a case failed or timed out, or a server could not be checked; 2 bad command \
-         line; with one server that cannot be reached: 3 refused, 4 no such host, 5 timed out.",
+         line; with one server that cannot be reached: 3 refused, 4 no such host, 5 timed out, \
+         8 another network error (e.g. network unreachable). connect always runs.",
     );
     text
 }
@@ -304,7 +309,13 @@ fn main() -> ExitCode {
         Command::Shell(args) => shell(&runtime, args),
         Command::Offset(args) => runtime.block_on(offset(args)),
         Command::Bench(args) => return bench_command(&runtime, *args),
-        Command::Check(args) => return check_command(&runtime, args),
+        Command::Check(args) => {
+            let code = check_command(&runtime, args);
+            // A host-name lookup that timed out still runs on a blocking thread: do not wait
+            // for it (the verdict is already out).
+            runtime.shutdown_background();
+            return code;
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -330,11 +341,10 @@ async fn time(args: TimeArgs) -> Result<(), ClientError> {
         let sample = client.time().await?;
         let reply = sample.reply;
         if args.strict && !reply.is_exact() {
-            return Err(ClientError::InvalidReply(format!(
-                "{}\" ({}; --strict takes only JAM hh:mm:ss CR LF)",
-                sample.text,
-                reply.describe_differences()
-            )));
+            return Err(ClientError::NotExact {
+                reply: sample.text,
+                differences: reply.describe_differences(),
+            });
         }
         let text = String::from_utf8_lossy(&sample.time.hh_mm_ss()).into_owned();
         if args.json {
@@ -721,6 +731,10 @@ fn check_command(runtime: &tokio::runtime::Runtime, args: CheckArgs) -> ExitCode
 
 async fn check(args: CheckArgs) -> Result<u8, ClientError> {
     use jam::check::{self, CheckConfig, TargetSpec, report};
+    // A grade that cannot be printed is not a pass.
+    STDOUT_GONE.store(1, std::sync::atomic::Ordering::Relaxed);
+    // Many clients (and several servers at once) need descriptors: take what the system allows.
+    let open_files = jam::config::raise_open_file_limit().unwrap_or(1024);
     let mut config = CheckConfig::new();
     config.select(&args.only, &args.skip)?;
     if !(args.max_offset.is_finite() && args.max_offset > 0.0) {
@@ -767,13 +781,34 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
     for spec in &specs {
         Target::parse(&spec.target)?;
     }
+    let sockets = config.clients.saturating_mul(config.jobs.min(specs.len())) as u64;
+    if sockets + 64 > open_files {
+        eprintln!(
+            "jam check: warning: --clients {} × {} servers at once needs {sockets} sockets, more than the open-file limit ({open_files}) allows; use fewer -j or --clients",
+            config.clients,
+            config.jobs.min(specs.len())
+        );
+    }
+    // Open the JUnit file before the run, so a wrong path is said at once, not after a class.
+    let junit = match &args.junit {
+        Some(path) => Some(std::fs::File::create(path).map_err(|e| {
+            ClientError::Usage(format!(
+                "cannot write the JUnit file {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let started = std::time::Instant::now();
     let reports = check::run_all(specs, &config).await;
-    if let Some(path) = &args.junit {
-        std::fs::write(path, report::junit(&reports)).map_err(|e| ClientError::Io {
-            context: format!("cannot write {}", path.display()),
-            source: e,
-        })?;
+    let mut junit_error = None;
+    if let (Some(mut file), Some(path)) = (junit, &args.junit)
+        && let Err(e) = file.write_all(report::junit(&reports).as_bytes())
+    {
+        junit_error = Some(format!(
+            "cannot write the JUnit file {}: {e}",
+            path.display()
+        ));
     }
     if args.json {
         say!("{}", report::json(&reports, config.strict));
@@ -789,6 +824,10 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
             say!("{}", report::summary_table(&reports, style).trim_end());
         }
         say!("checked in {}", report::took(started.elapsed()));
+    }
+    if let Some(e) = junit_error {
+        eprintln!("jam check: {e}");
+        return Ok(1);
     }
     Ok(check::exit_code(&reports))
 }

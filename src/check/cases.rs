@@ -324,6 +324,24 @@ async fn ask_time(
     }
 }
 
+/// Sends `bytes` and waits for a time, passing over other lines (answers to what came before).
+async fn time_after(ctx: &Ctx<'_>, probe: &mut Probe, bytes: &[u8]) -> Step<()> {
+    probe
+        .send(bytes, ctx.deadline())
+        .await
+        .map_err(|e| (Status::Fail, e))?;
+    let deadline = ctx.deadline();
+    loop {
+        match probe.line(deadline).await {
+            Got::Line(line) if matches!(Reply::parse(&line), Reply::Time(_)) => return Ok(()),
+            Got::Line(_) => {}
+            end => {
+                return Err(no_line(ctx, end, &format!("sent \"{}\"", show(bytes))));
+            }
+        }
+    }
+}
+
 /// The verdict for a wait that ended without a line.
 fn no_line(ctx: &Ctx<'_>, got: Got, context: &str) -> Verdict {
     match got {
@@ -401,8 +419,15 @@ async fn time_format(ctx: &Ctx<'_>, obs: &mut Observations, t: &Transcript) -> S
             }
         }
         _ => {
+            let looks_like_time = line.starts_with(b"JAM ")
+                || line
+                    .windows(3)
+                    .any(|w| w[0].is_ascii_digit() && w[1] == b':' && w[2].is_ascii_digit());
             let hint = if line.starts_with(b"TIME") {
                 "your server echoes what it receives instead of answering it"
+            } else if looks_like_time {
+                "the time is not in the form hh:mm:ss (24-hour, two digits each, nothing after \
+                 the seconds): format it with strftime(\"%H:%M:%S\")"
             } else {
                 "does your server compare the request with \"TIME\" while \"\\r\\n\" is still \
                  attached? Strip the line end first: line.strip() == \"TIME\""
@@ -519,13 +544,27 @@ async fn concurrent(ctx: &Ctx<'_>, t: &Transcript) -> Step<Verdict> {
     };
     let started = Instant::now();
     let verdict = match ask_time(ctx, &mut b, b"TIME\r\n", "client B").await {
-        Ok(_) => (
-            Status::Pass,
-            format!(
-                "client B was answered in {} while client A held a half line",
-                human(started.elapsed())
-            ),
-        ),
+        Ok(_) => {
+            let b_took = human(started.elapsed());
+            // A must still be served: a server that dropped A to serve B is not concurrent.
+            // A ends its half line and asks (the half line may get an error of its own first).
+            match time_after(ctx, &mut a, b"\r\nTIME\r\n").await {
+                Ok(()) => (
+                    Status::Pass,
+                    format!(
+                        "client B was answered in {b_took} while client A held a half line; then A was answered too"
+                    ),
+                ),
+                Err((status, detail)) => (
+                    status,
+                    format!(
+                        "client B was answered in {b_took}, but then client A, which had held \"TI\", {detail}. \
+                         A server must keep serving a connection while it serves others (a thread \
+                         per connection)"
+                    ),
+                ),
+            }
+        }
         Err((Status::Timeout, _)) => (
             Status::Fail,
             format!(
@@ -687,23 +726,48 @@ async fn bad_bytes(ctx: &Ctx<'_>, t: &Transcript) -> Step<Verdict> {
         Some(Got::Flood) => return Ok(no_line(ctx, Got::Flood, "sent a bad line")),
         _ => {}
     }
-    Ok(match ask_time(ctx, &mut a, b"TIME\r\n", "then").await {
-        Ok(_) => (
-            Status::Pass,
-            "the session went on: TIME was answered".into(),
-        ),
-        Err((_, detail)) if detail.contains("closed the connection") => (
-            Status::Fail,
-            format!("sent \"{}\", {detail}: {crashed}", show(BAD_LINE)),
-        ),
-        Err((status, detail)) => (
-            status,
-            format!(
-                "sent \"{}\"; {detail}: after a bad line the session must go on",
-                show(BAD_LINE)
-            ),
-        ),
-    })
+    a.send(b"TIME\r\n", ctx.deadline())
+        .await
+        .map_err(|e| (Status::Fail, e))?;
+    // The answer to the bad line may come late (a slow server, a slow network): lines that are
+    // not a time are passed over until the time comes.
+    let deadline = ctx.deadline();
+    let mut others = Vec::new();
+    loop {
+        match a.line(deadline).await {
+            Got::Line(line) if matches!(Reply::parse(&line), Reply::Time(_)) => {
+                return Ok((
+                    Status::Pass,
+                    "the session went on: TIME was answered".into(),
+                ));
+            }
+            Got::Line(line) => others.push(line),
+            Got::Closed | Got::Reset(_) => {
+                return Ok((
+                    Status::Fail,
+                    format!(
+                        "sent \"{}\", then \"TIME\\r\\n\", and the server closed the connection: {crashed}",
+                        show(BAD_LINE)
+                    ),
+                ));
+            }
+            end => {
+                let got = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (only {})", show_lines(&others))
+                };
+                return Ok(no_line(
+                    ctx,
+                    end,
+                    &format!(
+                        "sent \"{}\", then \"TIME\\r\\n\"{got}; after a bad line the session must go on, and TIME",
+                        show(BAD_LINE)
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 async fn many_clients(ctx: &Ctx<'_>, t: &Transcript) -> Step<Verdict> {
@@ -723,34 +787,53 @@ async fn many_clients(ctx: &Ctx<'_>, t: &Transcript) -> Step<Verdict> {
             let began = Instant::now();
             let mut probe = match Probe::connect(addr, "", &quiet, deadline).await {
                 Ok(p) => p,
-                Err(_) => return (None, false),
+                Err(ConnectError::Other(e)) if is_local_shortage(&e) => {
+                    return Crowd::Local(e.to_string());
+                }
+                Err(_) => return Crowd::NotConnected,
             };
             if probe.send(b"TIME\r\n", deadline).await.is_err() {
-                return (Some(began.elapsed()), false);
+                return Crowd::Unanswered(began.elapsed(), None);
             }
-            let answered = matches!(
-                probe.line(deadline).await,
-                Got::Line(l) if matches!(Reply::parse(&l), Reply::Time(_))
-            );
+            let got = probe.line(deadline).await;
             // The whole exchange: a dropped handshake ACK shows in the reply, not in connect().
             let took = began.elapsed();
-            if answered {
-                let _ = probe.send(b"QUIT\r\n", deadline).await;
+            match got {
+                Got::Line(l) if matches!(Reply::parse(&l), Reply::Time(_)) => {
+                    let _ = probe.send(b"QUIT\r\n", deadline).await;
+                    Crowd::Answered(took)
+                }
+                Got::Line(l) => Crowd::Unanswered(took, Some(l)),
+                _ => Crowd::Unanswered(took, None),
             }
-            (Some(took), answered)
         });
     }
     let (mut answered, mut connected, mut retried) = (0, 0, 0);
+    let mut other: Option<(Vec<u8>, usize)> = None;
+    let mut local = None;
     while let Some(result) = tasks.join_next().await {
-        if let Ok((connect_time, ok)) = result {
-            answered += usize::from(ok);
-            if let Some(d) = connect_time {
-                connected += 1;
-                // Linux retries a dropped SYN (or handshake ACK) after 1 s: a client that waited
-                // that long met a full accept queue.
-                retried += usize::from(d >= Duration::from_millis(900));
+        let took = match result {
+            Ok(Crowd::Answered(took)) => {
+                answered += 1;
+                took
             }
-        }
+            Ok(Crowd::Unanswered(took, line)) => {
+                if let Some(line) = line {
+                    let entry = other.get_or_insert((line, 0));
+                    entry.1 += 1;
+                }
+                took
+            }
+            Ok(Crowd::Local(e)) => {
+                local = Some(e);
+                continue;
+            }
+            Ok(Crowd::NotConnected) | Err(_) => continue,
+        };
+        connected += 1;
+        // Linux retries a dropped SYN (or handshake ACK) after 1 s: a client that waited that
+        // long most likely met a full accept queue.
+        retried += usize::from(took >= Duration::from_millis(900));
     }
     let took = human(start.elapsed());
     t.note(
@@ -759,6 +842,14 @@ async fn many_clients(ctx: &Ctx<'_>, t: &Transcript) -> Step<Verdict> {
             "{answered} answered, {connected} connected, {retried} waited 1 s or more, in {took}"
         ),
     );
+    if let Some(e) = local {
+        return Ok((
+            Status::Skip,
+            format!(
+                "not judged: this machine could not open {n} connections ({e}); use fewer --clients or -j"
+            ),
+        ));
+    }
     let backlog = "the listen backlog is probably small (listen(1) or listen(5)): when the accept \
         queue is full, Linux drops new connection requests and clients retry after 1 s and 3 s. \
         Call listen(128) (or socket.SOMAXCONN)";
@@ -772,10 +863,10 @@ async fn many_clients(ctx: &Ctx<'_>, t: &Transcript) -> Step<Verdict> {
             ),
         )
     } else {
-        let cause = if retried > 0 || connected < n {
-            backlog.to_string()
-        } else {
-            "the server may serve one client at a time, or too slowly".to_string()
+        let cause = match &other {
+            Some((line, count)) => format!("{count} got \"{}\" instead of a time", show(line)),
+            None if retried > 0 || connected < n => backlog.to_string(),
+            None => "the server may serve one client at a time, or too slowly".to_string(),
         };
         (
             Status::Fail,
@@ -786,6 +877,26 @@ async fn many_clients(ctx: &Ctx<'_>, t: &Transcript) -> Step<Verdict> {
             ),
         )
     })
+}
+
+/// How one of `many-clients`' clients fared.
+enum Crowd {
+    /// A time came back after this long.
+    Answered(Duration),
+    /// Connected, but no time came (this line instead, if any).
+    Unanswered(Duration, Option<Vec<u8>>),
+    /// Never connected.
+    NotConnected,
+    /// This machine ran out of sockets or ports: the checker's problem, not the server's.
+    Local(String),
+}
+
+/// Errors that mean the checker's own machine is short of descriptors or ports.
+fn is_local_shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS)
+    )
 }
 
 async fn time_correct(ctx: &Ctx<'_>, t: &Transcript) -> (Verdict, Option<i32>) {
@@ -807,6 +918,18 @@ async fn time_correct(ctx: &Ctx<'_>, t: &Transcript) -> (Verdict, Option<i32>) {
                         "a TIME got no reply within {} while measuring the offset",
                         ctx.wait()
                     ),
+                ),
+                None,
+            );
+        }
+        Err(ClientError::InvalidReply(why)) if why.contains("contradict") => {
+            return (
+                (
+                    Status::Fail,
+                    "the reported time does not move on with the clock (replies a second apart \
+                     contradict each other): compute the time for each request, not once when \
+                     the server starts"
+                        .into(),
                 ),
                 None,
             );

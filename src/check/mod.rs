@@ -15,8 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::client::{ClientError, Target};
 use crate::reply::TimeReply;
 
@@ -234,15 +232,31 @@ impl CheckConfig {
                 )));
             }
         }
+        if skip.iter().any(|s| s == "connect") {
+            return Err(ClientError::Usage(
+                "connect cannot be skipped: every other case needs a connection".into(),
+            ));
+        }
+        // connect always runs: every other case needs it.
         self.selected = CATALOGUE
             .iter()
             .map(|c| c.id)
-            .filter(|id| only.is_empty() || only.iter().any(|o| o == id))
+            .filter(|id| *id == "connect" || only.is_empty() || only.iter().any(|o| o == id))
             .filter(|id| !skip.iter().any(|s| s == id))
             .collect();
-        if self.selected.is_empty() {
+        let graded = |id: &&str| find(id).is_some_and(|c| c.level != Level::Info);
+        let chosen = only.is_empty() || only.iter().any(|o| o == "connect");
+        if !chosen
+            && !self
+                .selected
+                .iter()
+                .filter(|id| **id != "connect")
+                .any(graded)
+        {
             return Err(ClientError::Usage(
-                "--only and --skip leave no case to run".into(),
+                "--only and --skip leave no must or should case to run (info cases only report \
+                 what the others observed)"
+                    .into(),
             ));
         }
         Ok(())
@@ -434,12 +448,12 @@ pub async fn check_target(spec: TargetSpec, config: &CheckConfig) -> TargetRepor
     };
     let resolved = match Target::parse(&spec.target) {
         Ok(target) => {
-            let deadline = Instant::now() + config.timeout.max(Duration::from_secs(2));
-            match tokio::time::timeout_at(deadline, target.resolve()).await {
+            let limit = config.timeout.max(Duration::from_secs(2));
+            match tokio::time::timeout(limit, target.resolve()).await {
                 Ok(resolved) => resolved,
                 Err(_) => Err(ClientError::Timeout {
                     what: "resolving the host",
-                    after: config.timeout,
+                    after: limit,
                 }),
             }
         }

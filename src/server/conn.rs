@@ -566,7 +566,9 @@ impl Conn {
                 Step::Again
             }
             Err(line) => {
-                // This connection becomes a refusal (its active slot is kept until it closes).
+                // Counted as accepted before the header named the client: it is closed for its
+                // address, so the counts still add up.
+                ctx.shared.metrics.add(Count::ClosedPerIp, 1);
                 self.refuse(line, ctx);
                 Step::Again
             }
