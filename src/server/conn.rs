@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use tracing::{debug, debug_span, info, warn};
 
-use super::Shared;
+use super::shared::{Shared, admit_address, canonical};
 use crate::config::LINGER_MAX_BYTES;
 use crate::metrics::Count;
 use crate::per_ip::PerIpGuard;
@@ -557,9 +557,9 @@ impl Conn {
             return Step::Again;
         };
         let via = self.peer;
-        self.peer = super::canonical(client);
+        self.peer = canonical(client);
         // The client behind the balancer counts under the per-address limit, not the balancer.
-        match super::worker::admit_address(self.peer, self.service, ctx.shared) {
+        match admit_address(self.peer, self.service, ctx.shared) {
             Ok(guard) => {
                 self.per_ip = guard;
                 self.start(Some(via), false, rest, ctx);
@@ -939,5 +939,16 @@ impl ReadDrained {
                 Err(e) => Err(e),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_connection_is_small() {
+        // What an idle connection costs in its loop's slab (see docs/benchmarks.md, memory).
+        let size = std::mem::size_of::<super::Conn>();
+        println!("Conn: {size} bytes");
+        assert!(size <= 448, "{size}");
     }
 }

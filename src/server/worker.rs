@@ -19,9 +19,10 @@ use slab::Slab;
 use tracing::{debug, warn};
 
 use super::conn::{ActiveSlot, Conn, Ctx, Next};
-use super::{AcceptError, Backoff, RateLimit, Shared, WARN_INTERVAL, canonical, classify};
+use super::shared::{
+    AcceptError, Backoff, RateLimit, Shared, WARN_INTERVAL, admit_address, canonical, classify,
+};
 use crate::metrics::Count;
-use crate::per_ip::{OverLimit, PerIpGuard};
 use crate::protocol::ErrorReply;
 use crate::service::Service;
 
@@ -73,13 +74,21 @@ impl Worker {
                 .register(&mut copy, listener_token(i), Interest::READABLE)?;
             own.push((copy, *service));
         }
+        // Room for this loop's share of the connection limit, reserved up front: untouched pages
+        // cost no memory, and the slab never moves (a grown Vec would keep its old copy in the
+        // allocator after a burst).
+        let threads = match shared.config.threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        };
+        let share = shared.config.max_connections.div_ceil(threads.max(1)) + 64;
         let _ = index;
         Ok(Worker {
             poll,
             waker,
             listeners: own,
-            conns: Slab::new(),
-            timers: BinaryHeap::new(),
+            conns: Slab::with_capacity(share),
+            timers: BinaryHeap::with_capacity(share),
             shared,
             input: vec![0; READ_CHUNK],
             output: Vec::with_capacity(READ_CHUNK),
@@ -402,39 +411,5 @@ impl Worker {
             conn.abandon(&mut ctx);
         }
         self.conns.clear();
-    }
-}
-
-/// Counts a connection from `peer` under the per-address limit. Over the limit: counted, logged,
-/// and the error line to send, if the service speaks jam (`Err(None)`: just close).
-pub(super) fn admit_address(
-    peer: SocketAddr,
-    service: Service,
-    shared: &Shared,
-) -> Result<Option<PerIpGuard>, Option<ErrorReply<'static>>> {
-    let Some(per_ip) = &shared.per_ip else {
-        return Ok(None);
-    };
-    match per_ip.admit(peer.ip()) {
-        Ok(guard) => Ok(Some(guard)),
-        Err(OverLimit { key, warn }) => {
-            let max = per_ip.max();
-            shared.metrics.add(Count::RefusedPerIp, 1);
-            shared.rejected.fetch_add(1, Ordering::Relaxed);
-            debug!(%peer, %service, reason = "per_ip", "too many connections from this address; turning connection away");
-            if warn {
-                warn!(
-                    address = %key,
-                    max_connections_per_ip = max,
-                    "one address holds as many connections as it may; its further connections are refused (at most one warning per 10 s per address)"
-                );
-            }
-            if service == Service::Jam {
-                shared.metrics.add(Count::ErrorPerIp, 1);
-                Err(Some(ErrorReply::TooManyFromAddress { max }))
-            } else {
-                Err(None)
-            }
-        }
     }
 }
