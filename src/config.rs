@@ -36,9 +36,8 @@ pub struct ServerConfig {
     /// Require a PROXY protocol (v1 or v2) header at the start of every connection, and use the
     /// client address it carries.
     pub proxy_protocol: bool,
-    /// Hand a quiet session's socket to the parker after this long without a request, so idle
-    /// connections cost almost no memory (zero: never park).
-    pub park_after: Duration,
+    /// Event loops (threads) serving connections; 0: one per CPU this process may run on.
+    pub threads: usize,
     /// How long to retry binding a port that closing connections hold (TIME_WAIT lasts 60 s on
     /// Linux) before giving up (zero: fail at once).
     pub bind_wait: Duration,
@@ -56,7 +55,7 @@ impl Default for ServerConfig {
             max_output: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
             linger: Duration::from_secs(2),
-            park_after: Duration::from_secs(1),
+            threads: 0,
             proxy_protocol: false,
             bind_wait: Duration::from_secs(90),
         }

@@ -16,13 +16,11 @@
 //! | [`listener`] | binding the dual-stack listener and `--listen` addresses; waiting out held ports |
 //! | [`ports`] | the kernel's port tables: listeners, the ephemeral range, reserved ports |
 //! | [`proxy`] | PROXY protocol v1/v2 headers from load balancers: the real client address |
-//! | [`server`] | accept loop, connection limit, accept-error back-off, shutdown |
+//! | [`server`] | the event loops (mio, one per thread): accept, limits, each connection from accept to close, deadlines, shutdown |
 //! | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
 //! | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
-//! | `connection` | one session: reads, replies, deadlines, output cap, graceful close |
 //! | [`per_ip`] | open connections per client address (IPv4, IPv6 /64) for `--max-connections-per-ip` |
 //! | [`privileges`] | `--user`/`--group`: dropping root once the ports are bound |
-//! | `parker` | holds idle sessions' sockets outside tokio, so an idle connection costs ~100 bytes |
 //! | [`metrics`] | per-thread counters, the OpenMetrics rendering, the `--metrics` HTTP endpoint |
 //! | [`logging`] | non-blocking text/JSON logs for the binaries |
 //! | [`client`] | async client, target parsing, clock-offset estimation |
@@ -37,12 +35,10 @@ pub mod client;
 pub mod clock;
 pub mod codec;
 pub mod config;
-mod connection;
 pub mod generate;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
-mod parker;
 pub mod per_ip;
 pub mod ports;
 pub mod privileges;
@@ -57,5 +53,5 @@ pub mod timesync;
 
 pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};
 pub use config::ServerConfig;
-pub use connection::CloseReason;
+pub use server::CloseReason;
 pub use server::{Server, Stats};

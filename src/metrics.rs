@@ -261,8 +261,6 @@ impl Metrics {
 pub struct Gauges {
     /// Sessions open now.
     pub active: usize,
-    /// Sessions parked now.
-    pub parked: usize,
     /// The connection limit.
     pub max_connections: usize,
 }
@@ -321,13 +319,8 @@ fn snapshot(m: &Metrics, gauges: Gauges) -> prometheus::Result<prometheus::Regis
     for (name, help, value) in [
         (
             "jamd_connections_active",
-            "Sessions open now (parked ones included).",
+            "Sessions open now.",
             whole(gauges.active),
-        ),
-        (
-            "jamd_connections_parked",
-            "Quiet sessions whose sockets wait in the parker.",
-            whole(gauges.parked),
         ),
         (
             "jamd_connections_max",
@@ -546,7 +539,6 @@ mod tests {
             &metrics,
             Gauges {
                 active: 3,
-                parked: 1,
                 max_connections: 100,
             },
         );

@@ -11,9 +11,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ppp::{HeaderResult, PartialResult, v1, v2};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 /// The v2 signature, the first 12 bytes of every v2 header.
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -115,33 +112,6 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Header>, ProxyError> {
         return Err(ProxyError::TooLong);
     }
     Ok(Some(header))
-}
-
-/// Reads the header from `stream`, waiting at most `limit` for all of it. Returns the header
-/// and the bytes read after it (the start of the client's own data).
-pub(crate) async fn read_header(
-    stream: &mut TcpStream,
-    limit: Duration,
-) -> Result<(Header, Vec<u8>), ProxyError> {
-    let mut buf = Vec::with_capacity(MAX_HEADER);
-    let read = async {
-        loop {
-            if let Some(header) = parse(&buf)? {
-                let rest = buf.split_off(header.len);
-                return Ok((header, rest));
-            }
-            let mut chunk = [0u8; MAX_HEADER];
-            let room = MAX_HEADER - buf.len();
-            match stream.read(&mut chunk[..room]).await {
-                Ok(0) => return Err(ProxyError::Closed),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(ProxyError::Io(e.to_string())),
-            }
-        }
-    };
-    timeout(limit, read)
-        .await
-        .unwrap_or(Err(ProxyError::Timeout(limit)))
 }
 
 #[cfg(test)]

@@ -5,19 +5,9 @@
 //! logs, the write timeout, the lingering close and shutdown.
 
 use std::fmt;
-use std::net::Shutdown;
-use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use socket2::SockRef;
-use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout_at};
-use tracing::{debug, info};
-
-use crate::metrics::Count;
-use crate::parker::Meta;
-use crate::server::Shared;
 
 /// The protocol spoken on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,68 +57,6 @@ pub fn daytime_answer(now: Timestamp, zone: &TimeZone) -> String {
         zoned.strftime("%A, %-d %B %Y %H:%M:%S %:z"),
         crate::clock::zone_name(zone)
     )
-}
-
-/// Serves one connection of a standard service: sends the answer, closes our side, and lingers
-/// briefly so a client that sent something cannot turn the close into a reset.
-pub(crate) async fn serve_once(
-    service: Service,
-    stream: TcpStream,
-    meta: Meta,
-    shared: Arc<Shared>,
-) {
-    let _ = stream.set_nodelay(true);
-    let now = shared.clock.now();
-    let answer = match service {
-        Service::Time => rfc868_answer(now).to_vec(),
-        Service::Daytime => daytime_answer(now, shared.clock.zone()).into_bytes(),
-        Service::Jam => unreachable!("jam sessions are served by the connection module"),
-    };
-    let outcome = send(&stream, &answer, &shared).await;
-    let closed = if outcome.is_ok() {
-        Count::ClosedAnswered
-    } else {
-        Count::ClosedError
-    };
-    let sent = if outcome.is_ok() { answer.len() } else { 0 };
-    shared
-        .metrics
-        .add_all(&[(closed, 1), (Count::SentBytes, sent as u64)]);
-    match outcome {
-        Ok(()) => {
-            info!(conn = meta.id, peer = %meta.peer, service = %service, "time sent");
-            let _ = SockRef::from(&stream).shutdown(Shutdown::Write);
-            crate::connection::linger(&stream, shared.config.linger).await;
-        }
-        Err(reason) => {
-            debug!(conn = meta.id, peer = %meta.peer, service = %service, reason, "answer not sent");
-        }
-    }
-}
-
-/// Writes `answer`, waiting at most the write timeout for room (a fresh socket always has room
-/// for a few dozen bytes; the wait only matters for a peer that is already gone).
-async fn send(stream: &TcpStream, answer: &[u8], shared: &Shared) -> Result<(), &'static str> {
-    let mut rest = answer;
-    let deadline = Instant::now() + shared.config.write_timeout;
-    while !rest.is_empty() {
-        match stream.try_write(rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let waited = if shared.config.write_timeout.is_zero() {
-                    stream.writable().await.map_err(|_| "write error")
-                } else {
-                    timeout_at(deadline, stream.writable())
-                        .await
-                        .map_err(|_| "write timeout")?
-                        .map_err(|_| "write error")
-                };
-                waited?;
-            }
-            Err(_) => return Err("write error"),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

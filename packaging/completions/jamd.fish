@@ -16,7 +16,7 @@ complete -c jamd -l line-timeout -d 'A started line must be completed within thi
 complete -c jamd -l write-timeout -d 'Close a connection whose replies make no progress for this long (0 = never)' -r
 complete -c jamd -l max-output -d 'Stop reading from a client once this many reply bytes wait to be sent to it' -r
 complete -c jamd -l shutdown-grace -d 'On SIGINT/SIGTERM, wait at most this long for connections to finish' -r
-complete -c jamd -l threads -d 'Worker threads [default: one per CPU this process may run on]. With one, jamd uses tokio\'s single-threaded scheduler' -r
+complete -c jamd -l threads -d 'Event loops, one thread each, that serve connections [default: one per CPU this process may run on]' -r
 complete -c jamd -l log-level -d 'Log level or filter directives (error, warn, info, debug, trace) [default: RUST_LOG, then info]' -r
 complete -c jamd -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"

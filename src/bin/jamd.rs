@@ -137,8 +137,8 @@ struct Args {
     #[arg(long, value_name = "DURATION", env = "JAMD_SHUTDOWN_GRACE", default_value = default_duration(|c| c.shutdown_grace), value_parser = parse_duration)]
     shutdown_grace: Duration,
 
-    /// Worker threads [default: one per CPU this process may run on]. With one, jamd uses
-    /// tokio's single-threaded scheduler.
+    /// Event loops, one thread each, that serve connections [default: one per CPU this process
+    /// may run on].
     #[arg(long, value_name = "N", env = "JAMD_THREADS")]
     threads: Option<usize>,
 
@@ -245,6 +245,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         shutdown_grace: args.shutdown_grace,
         proxy_protocol: args.proxy_protocol,
         bind_wait: args.bind_wait,
+        threads: args.threads.unwrap_or(ServerConfig::default().threads),
         ..ServerConfig::default()
     };
     let zone = if args.utc {
@@ -258,22 +259,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         })
     };
 
-    // One worker (one CPU, or --threads 1): tokio's single-threaded scheduler, which has no
-    // work-stealing bookkeeping; more: the multi-threaded one. docs/benchmarks.md, "Runtime
-    // shape".
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
-    let mut runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    };
-    let runtime = runtime
+    // Connections are served by the server's own event loops (--threads); tokio only runs what
+    // is off the hot path (signals, binding, the metrics endpoint, the clock watch), so one
+    // thread is enough.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("jamd-worker")
+        .thread_name("jamd-main")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args, config, zone, activated))

@@ -1,0 +1,415 @@
+//! One event loop: a `mio` poll over this loop's copies of the listeners and its connections,
+//! which live in a slab from accept to close, with their deadlines in a heap.
+//!
+//! Each loop accepts for itself (every loop holds a copy of every listener, so a connection goes
+//! to whichever loop's `accept` takes it first) and never hands a connection to another. Sockets
+//! are registered once, edge-triggered, for both directions: no registration changes per request.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use tracing::{debug, warn};
+
+use super::conn::{ActiveSlot, Conn, Ctx, Next};
+use super::shared::{
+    AcceptError, Backoff, RateLimit, Shared, WARN_INTERVAL, admit_address, canonical, classify,
+};
+use crate::metrics::Count;
+use crate::protocol::ErrorReply;
+use crate::service::Service;
+
+/// Bytes taken from a socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The waker's token; listeners count down from just below it, connections up from 0.
+const WAKER: Token = Token(usize::MAX);
+
+fn listener_token(i: usize) -> Token {
+    Token(usize::MAX - 1 - i)
+}
+
+/// An event loop, built on the caller's thread and run on its own.
+pub(super) struct Worker {
+    poll: Poll,
+    waker: Arc<Waker>,
+    listeners: Vec<(TcpListener, Service)>,
+    conns: Slab<Conn>,
+    /// Deadlines: (when, slab key, connection id). An entry is stale unless the connection at
+    /// that key has that id and that armed deadline.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    shared: Arc<Shared>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    backoff: Backoff,
+    accept_warning: RateLimit,
+    /// Accepting resumes at this instant after running out of descriptors or memory.
+    accept_paused: Option<Instant>,
+    /// When the grace period ends, once shutdown has begun.
+    grace_end: Option<Instant>,
+}
+
+impl Worker {
+    /// A loop over copies of `listeners`.
+    pub(super) fn new(
+        index: usize,
+        listeners: &[(std::net::TcpListener, Service)],
+        shared: Arc<Shared>,
+    ) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut own = Vec::new();
+        for (i, (listener, service)) in listeners.iter().enumerate() {
+            let copy = listener.try_clone()?;
+            copy.set_nonblocking(true)?;
+            let mut copy = TcpListener::from_std(copy);
+            poll.registry()
+                .register(&mut copy, listener_token(i), Interest::READABLE)?;
+            own.push((copy, *service));
+        }
+        // Room for this loop's share of the connection limit, reserved up front: untouched pages
+        // cost no memory, and the slab never moves (a grown Vec would keep its old copy in the
+        // allocator after a burst).
+        let threads = match shared.config.threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        };
+        let share = shared.config.max_connections.div_ceil(threads.max(1)) + 64;
+        let _ = index;
+        Ok(Worker {
+            poll,
+            waker,
+            listeners: own,
+            conns: Slab::with_capacity(share),
+            timers: BinaryHeap::with_capacity(share),
+            shared,
+            input: vec![0; READ_CHUNK],
+            output: Vec::with_capacity(READ_CHUNK),
+            backoff: Backoff::default(),
+            accept_warning: RateLimit::new(WARN_INTERVAL),
+            accept_paused: None,
+            grace_end: None,
+        })
+    }
+
+    /// Wakes the loop (to see that shutdown began).
+    pub(super) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Runs until shutdown has begun and every connection is closed. Returns whether the grace
+    /// period ran out with connections still open.
+    pub(super) fn run(mut self) -> bool {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_wake().map(|at| {
+                // Round up, so the loop does not wake a little early and spin.
+                at.saturating_duration_since(Instant::now()) + Duration::from_micros(500)
+            });
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                warn!(error = %e, "the event loop cannot wait for events; closing its connections");
+                self.conns.clear();
+                return false;
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    token if token.0 >= usize::MAX - 1 - self.listeners.len() => {
+                        let i = usize::MAX - 1 - token.0;
+                        if self.accept_paused.is_none() {
+                            self.accept(i, now);
+                        }
+                    }
+                    token => {
+                        self.on_event(token.0, event.is_read_closed() || event.is_error(), now)
+                    }
+                }
+            }
+            let now = Instant::now();
+            if self.accept_paused.is_some_and(|at| now >= at) {
+                self.accept_paused = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
+                }
+            }
+            if self.grace_end.is_none() && self.shared.stopping() {
+                self.begin_drain(now);
+            }
+            self.expire(now);
+            if let Some(end) = self.grace_end {
+                if self.conns.is_empty() {
+                    return false;
+                }
+                if now >= end {
+                    self.abandon_all(now);
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn ctx(&mut self, now: Instant) -> Ctx<'_> {
+        Ctx {
+            shared: &self.shared,
+            input: &mut self.input,
+            output: &mut self.output,
+            now,
+            draining: self.grace_end.is_some(),
+            read_closed: false,
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        [
+            self.timers.peek().map(|Reverse((at, _, _))| *at),
+            self.accept_paused,
+            self.grace_end,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Accepts every connection waiting on listener `i`.
+    fn accept(&mut self, i: usize, now: Instant) {
+        loop {
+            // Checked before every accept: a client that connects after shutdown began is never
+            // taken in (the listener closes, and the kernel resets what waits in its backlog).
+            if self.shared.stopping() {
+                if self.grace_end.is_none() {
+                    self.begin_drain(now);
+                }
+                return;
+            }
+            let (listener, service) = match self.listeners.get(i) {
+                Some((l, s)) => (l, *s),
+                None => return,
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.backoff.reset();
+                    self.admit(stream, canonical(peer), service, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if classify(&e) == AcceptError::Connection => {
+                    self.shared.metrics.add(Count::AcceptErrorConnection, 1);
+                    debug!(error = %e, "accept failed for one connection; continuing");
+                }
+                Err(e) => {
+                    self.shared.metrics.add(Count::AcceptErrorResources, 1);
+                    let pause = self.backoff.next();
+                    if let Some(suppressed) = self.accept_warning.allow(now) {
+                        warn!(
+                            error = %e,
+                            pause_ms = pause.as_millis() as u64,
+                            suppressed,
+                            "cannot accept connections (out of descriptors or memory?); pausing accepts"
+                        );
+                    }
+                    self.accept_paused = Some(now + pause);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives an accepted connection its place, or turns it away.
+    fn admit(
+        &mut self,
+        stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        service: Service,
+        now: Instant,
+    ) {
+        let shared = self.shared.clone();
+        let conn = match ActiveSlot::take(&shared) {
+            None => {
+                shared.metrics.add(Count::RefusedBusy, 1);
+                let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                debug!(%peer, %service, reason = "busy", "server busy; turning connection away");
+                if let Ok(mut limit) = shared.busy_warning.lock()
+                    && let Some(suppressed) = limit.allow(now)
+                {
+                    warn!(
+                        max_connections = shared.config.max_connections,
+                        rejected_total = rejected,
+                        suppressed,
+                        "connection limit reached; new connections get ERR server busy"
+                    );
+                }
+                if service != Service::Jam {
+                    // An RFC 868 client would read "ERR server busy" as a time: just close.
+                    return;
+                }
+                shared.metrics.add(Count::ErrorServerBusy, 1);
+                Conn::refused(stream, peer, Some(ErrorReply::ServerBusy), &self.ctx(now))
+            }
+            Some(slot) => {
+                // Behind a load balancer the client's address is known only from the header.
+                let per_ip = if shared.config.proxy_protocol {
+                    Ok(None)
+                } else {
+                    admit_address(peer, service, &shared)
+                };
+                match per_ip {
+                    Ok(guard) => {
+                        shared.accepted.fetch_add(1, Ordering::Relaxed);
+                        shared.metrics.add(
+                            match service {
+                                Service::Jam => Count::AcceptedJam,
+                                Service::Time => Count::AcceptedTime,
+                                Service::Daytime => Count::AcceptedDaytime,
+                            },
+                            1,
+                        );
+                        Conn::accepted(stream, peer, service, slot, guard, &self.ctx(now))
+                    }
+                    Err(None) => return,
+                    Err(Some(line)) => {
+                        drop(slot);
+                        Conn::refused(stream, peer, Some(line), &self.ctx(now))
+                    }
+                }
+            }
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut conn = conn;
+        if let Err(e) = self.poll.registry().register(
+            &mut conn.stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            debug!(%peer, error = %e, "cannot watch a connection; closing it");
+            return;
+        }
+        entry.insert(conn);
+        self.after(key, Next::Wait, now);
+    }
+
+    fn on_event(&mut self, key: usize, read_closed: bool, now: Instant) {
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            input: &mut self.input,
+            output: &mut self.output,
+            now,
+            draining: self.grace_end.is_some(),
+            read_closed,
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let next = conn.drive(&mut ctx);
+        self.after(key, next, now);
+    }
+
+    /// Re-arms a connection's deadline after it was handled, or removes it when done.
+    fn after(&mut self, key: usize, next: Next, now: Instant) {
+        let grace_end = self.grace_end;
+        let ctx = Ctx {
+            shared: &self.shared,
+            input: &mut self.input,
+            output: &mut self.output,
+            now,
+            draining: grace_end.is_some(),
+            read_closed: false,
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if next == Next::Done {
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            return;
+        }
+        let due = conn.deadline(&ctx);
+        // Only an earlier deadline is pushed now; a later one is found when the armed one fires.
+        if let Some(due) = due
+            && conn.armed.is_none_or(|armed| due < armed)
+        {
+            conn.armed = Some(due);
+            self.timers.push(Reverse((due, key, conn.id)));
+        }
+    }
+
+    /// Handles every deadline that has passed (those re-armed meanwhile wait for the next turn).
+    fn expire(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, key, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            due.push((at, key, id));
+        }
+        for (at, key, id) in due {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.id != id || conn.armed != Some(at) {
+                continue;
+            }
+            conn.armed = None;
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                input: &mut self.input,
+                output: &mut self.output,
+                now,
+                draining: self.grace_end.is_some(),
+                read_closed: false,
+            };
+            let next = conn.expire(&mut ctx);
+            self.after(key, next, now);
+        }
+    }
+
+    /// Shutdown began: close the listeners and let every connection answer what it has.
+    fn begin_drain(&mut self, now: Instant) {
+        self.grace_end = Some(now + self.shared.config.shutdown_grace);
+        for (mut listener, _) in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                input: &mut self.input,
+                output: &mut self.output,
+                now,
+                draining: true,
+                read_closed: true,
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let next = conn.begin_drain(&mut ctx);
+            self.after(key, next, now);
+        }
+    }
+
+    /// The grace period is over: every connection still open is closed as it is.
+    fn abandon_all(&mut self, now: Instant) {
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            input: &mut self.input,
+            output: &mut self.output,
+            now,
+            draining: true,
+            read_closed: false,
+        };
+        for (_, conn) in self.conns.iter_mut() {
+            conn.abandon(&mut ctx);
+        }
+        self.conns.clear();
+    }
+}
