@@ -329,6 +329,25 @@ mod tests {
     }
 
     #[test]
+    fn in_line_while_a_request_waits_for_its_line_end() {
+        let mut r = Responder::new(1024, Span::none());
+        let mut out = Vec::new();
+        assert!(!r.in_line());
+        r.respond(b"TI", &mut out, &clock(), usize::MAX);
+        assert!(r.in_line());
+        r.respond(b"ME\r\n", &mut out, &clock(), usize::MAX);
+        assert!(!r.in_line());
+    }
+
+    #[test]
+    fn a_responder_continues_the_request_count_it_is_given() {
+        let mut r = Responder::new(1024, Span::none());
+        r.set_requests(41);
+        r.respond(b"TIME\r\n", &mut Vec::new(), &clock(), usize::MAX);
+        assert_eq!(r.requests(), 42);
+    }
+
+    #[test]
     fn telnet_end_of_file_ends_the_session_like_quit() {
         let (out, end) = respond_all(b"TIME\r\n\xff\xecTIME\r\n");
         assert_eq!(out, b"JAM 08:05:09\r\n");
