@@ -292,7 +292,7 @@ mod tests {
         let mut r = Responder::new(32, Span::none());
         let mut out = Vec::new();
         r.respond(
-            b"TIME\r\nTIME\r\nx\r\nTIME 1\r\n\r\nGET / HTTP/1.1\r\n",
+            b"TIME\r\ntime\r\nx\r\nTIME 1\r\n\r\nGET / HTTP/1.1\r\n",
             &mut out,
             &clock(),
             usize::MAX,
@@ -309,6 +309,7 @@ mod tests {
                 ..Tally::default()
             }
         );
+        assert_eq!(r.requests(), 5, "a blank line is no request");
         assert_eq!(r.take_tally(), Tally::default(), "taking resets");
         let mut r = Responder::new(8, Span::none());
         r.respond(b"TIME", &mut out, &clock(), usize::MAX);
@@ -349,9 +350,15 @@ mod tests {
 
     #[test]
     fn telnet_end_of_file_ends_the_session_like_quit() {
-        let (out, end) = respond_all(b"TIME\r\n\xff\xecTIME\r\n");
-        assert_eq!(out, b"JAM 08:05:09\r\n");
-        assert_eq!(end, Some(End::Quit));
+        for quit in [&b"QUIT\r\n"[..], b"\xff\xec"] {
+            let mut r = Responder::new(1024, Span::none());
+            let mut out = Vec::new();
+            let input = [b"TIME\r\n", quit, b"TIME\r\n"].concat();
+            let batch = r.respond(&input, &mut out, &clock(), usize::MAX);
+            assert_eq!(out, b"JAM 08:05:09\r\n");
+            assert_eq!(batch.end, Some(End::Quit));
+            assert_eq!(r.take_tally().quit, 1, "{quit:?}");
+        }
     }
 
     #[test]
