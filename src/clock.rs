@@ -147,6 +147,7 @@ impl TimeOfDay {
 }
 
 const TIME_BITS: u32 = 17;
+/// The cache word before the first read: its key, all ones, is no second jiff can represent.
 const EMPTY: u64 = u64::MAX;
 
 /// A clock read in a time zone: the local time of day at the clock's current second.
@@ -198,21 +199,29 @@ impl LocalClock {
     /// The local time of day now: one read of the underlying clock.
     pub fn time_of_day(&self) -> TimeOfDay {
         let now = self.clock.now();
-        let second = now.as_second();
-        let Ok(key) = u64::try_from(second) else {
+        // Instants before 1970 skip the cache. jiff's instants end in the year 9999, under 2^38
+        // seconds, so every other second fits in the cache word above the time.
+        let Ok(key) = u64::try_from(now.as_second()) else {
             return self.convert(now);
         };
-        if key >= 1 << (64 - TIME_BITS) {
-            return self.convert(now);
-        }
-        let cached = self.cache.load(Ordering::Relaxed);
-        if cached != EMPTY && cached >> TIME_BITS == key {
-            return TimeOfDay::unpack(cached & ((1 << TIME_BITS) - 1));
+        if let Some(time) = self.cached(key) {
+            return time;
         }
         let time = self.convert(now);
+        self.remember(key, time);
+        time
+    }
+
+    /// The cached time of day, if the cache holds second `key`'s.
+    fn cached(&self, key: u64) -> Option<TimeOfDay> {
+        let word = self.cache.load(Ordering::Relaxed);
+        (word >> TIME_BITS == key).then(|| TimeOfDay::unpack(word & ((1 << TIME_BITS) - 1)))
+    }
+
+    /// Caches `time` as the time of day of second `key`.
+    fn remember(&self, key: u64, time: TimeOfDay) {
         self.cache
             .store(key << TIME_BITS | time.pack(), Ordering::Relaxed);
-        time
     }
 
     fn convert(&self, now: Timestamp) -> TimeOfDay {
@@ -280,6 +289,15 @@ mod tests {
     }
 
     #[test]
+    fn a_time_of_day_gives_back_its_hour_minute_and_second() {
+        let t = TimeOfDay::new(23, 59, 7).expect("valid");
+        assert_eq!((t.hour(), t.minute(), t.second()), (23, 59, 7));
+        assert_eq!(TimeOfDay::new(24, 0, 0), None);
+        assert_eq!(TimeOfDay::new(0, 60, 0), None);
+        assert_eq!(TimeOfDay::new(0, 0, 60), None);
+    }
+
+    #[test]
     fn cached_value_flips_exactly_at_the_second_boundary() {
         let clock = Arc::new(ManualClock::new(at("2026-05-01T10:00:00.999999999Z")));
         let jakarta = local(&clock, "Asia/Jakarta");
@@ -317,6 +335,34 @@ mod tests {
     fn times_before_1970_are_still_correct() {
         let clock = Arc::new(ManualClock::new(at("1969-07-20T20:17:40Z")));
         assert_eq!(text(local(&clock, "UTC").time_of_day()), "20:17:40");
+    }
+
+    /// Whether `a` and `b` are within five seconds of each other.
+    fn close(a: Timestamp, b: Timestamp) -> bool {
+        a.duration_since(b).abs() < SignedDuration::from_secs(5)
+    }
+
+    #[test]
+    fn the_system_clock_reads_the_operating_systems_time() {
+        let os = Timestamp::try_from(std::time::SystemTime::now()).expect("after 1970");
+        assert!(close(SystemClock.now(), os));
+        assert!(close(LocalClock::system().now(), os));
+    }
+
+    #[test]
+    fn an_offset_clock_is_the_system_clock_plus_its_offset() {
+        let offset = SignedDuration::from_hours(3);
+        let shifted = OffsetClock::new(offset).now();
+        let expected = SystemClock.now().checked_add(offset).expect("in range");
+        assert!(close(shifted, expected), "{shifted} vs {expected}");
+    }
+
+    #[test]
+    fn a_local_clock_gives_its_zone_and_the_instant_of_its_clock() {
+        let clock = Arc::new(ManualClock::new(at("2026-05-01T10:00:00Z")));
+        let jakarta = local(&clock, "Asia/Jakarta");
+        assert_eq!(zone_name(jakarta.zone()), "Asia/Jakarta");
+        assert_eq!(jakarta.now(), at("2026-05-01T10:00:00Z"));
     }
 
     #[test]

@@ -157,9 +157,7 @@ impl Decoder {
         if self.returned {
             self.returned = false;
             self.line.clear();
-            if self.line.capacity() > 64 {
-                self.line = Vec::new();
-            }
+            self.shrink_line();
         }
         // `seg` is where the current run of line content inside `input` starts: content is
         // copied into `self.line` only when a run is interrupted (telnet command, end of read).
@@ -305,6 +303,13 @@ impl Decoder {
             Remainder::PartialLine
         } else {
             Remainder::Nothing
+        }
+    }
+
+    /// Gives back the buffer a long line made grow, so a session between lines holds little memory.
+    fn shrink_line(&mut self) {
+        if self.line.capacity() > 64 {
+            self.line = Vec::new();
         }
     }
 
@@ -532,6 +537,58 @@ mod tests {
         assert_eq!(frames(16, &[&input]), vec![Owned::TooLong]);
     }
 
+    /// Telnet No Operation: a command the decoder removes without reporting it.
+    const NOP: u8 = 241;
+
+    #[test]
+    fn abort_output_and_end_of_file_are_reported() {
+        assert_eq!(
+            frames(1024, &[&[IAC, telnet::AO, IAC, telnet::EOF]]),
+            vec![
+                Owned::Telnet(TelnetCommand::AbortOutput),
+                Owned::Telnet(TelnetCommand::EndOfFile),
+            ]
+        );
+    }
+
+    #[test]
+    fn telnet_commands_inside_a_line_count_toward_the_cap() {
+        /// `TI`, `command` `n` times, `ME` CR LF.
+        fn time_around(command: &[u8], n: usize) -> Vec<u8> {
+            [&b"TI"[..], &command.repeat(n), b"ME\r\n"].concat()
+        }
+        // 2 + 400 × 2 + 2 = 804 bytes received for the line; 2 + 600 × 2 + 2 = 1,204.
+        let nop = [IAC, NOP];
+        assert_eq!(frames(1024, &[&time_around(&nop, 400)]), vec![line("TIME")]);
+        assert_eq!(
+            frames(1024, &[&time_around(&nop, 600)]),
+            vec![Owned::TooLong]
+        );
+        // 2 + 4 × 3 + 2 = 16 bytes, the cap; one more negotiation makes 19.
+        let will_echo = [IAC, telnet::WILL, 1];
+        let at_cap = frames(16, &[&time_around(&will_echo, 4)]);
+        assert_eq!(at_cap.last(), Some(&line("TIME")));
+        let over = frames(16, &[&time_around(&will_echo, 5)]);
+        assert_eq!(over.last(), Some(&Owned::TooLong));
+    }
+
+    #[test]
+    fn a_subnegotiation_of_exactly_max_bytes_is_accepted() {
+        // IAC SB, 12 bytes, IAC SE: 16 bytes.
+        let mut input = [IAC, telnet::SB].to_vec();
+        input.extend_from_slice(&[b'z'; 12]);
+        input.extend_from_slice(&[IAC, telnet::SE]);
+        input.extend_from_slice(b"TIME\r\n");
+        assert_eq!(frames(16, &[&input]), vec![line("TIME")]);
+    }
+
+    #[test]
+    fn telnet_commands_between_lines_do_not_count_toward_the_next() {
+        let mut input = [IAC, NOP].repeat(20);
+        input.extend_from_slice(b"TIME\r\n");
+        assert_eq!(frames(16, &[&input]), vec![line("TIME")]);
+    }
+
     #[test]
     fn telnet_negotiation_alone_is_not_a_partial_line() {
         let mut d = Decoder::new(1024);
@@ -557,6 +614,16 @@ mod tests {
         let mut cr = Decoder::new(1024);
         assert_eq!(cr.decode(b"TIME\r"), (5, None));
         assert_eq!(cr.finish(), Remainder::PartialLine);
+    }
+
+    #[test]
+    fn buffered_is_the_partial_line_held_between_reads() {
+        let mut d = Decoder::new(1024);
+        assert_eq!(d.buffered(), 0);
+        assert_eq!(d.decode(b"TI"), (2, None));
+        assert_eq!(d.buffered(), 2);
+        assert_eq!(d.decode(b"ME\r\n"), (4, Some(Frame::Line(b"TIME"))));
+        assert_eq!(d.buffered(), 0, "a returned line is no longer held");
     }
 
     #[test]

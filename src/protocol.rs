@@ -391,6 +391,17 @@ mod tests {
     }
 
     #[test]
+    fn an_escaped_character_counts_its_escape_toward_the_32() {
+        // `\u{85}` is six characters: five fit, six are cut to four and `...`.
+        let next_line = "\u{85}";
+        assert_eq!(escaped(next_line.repeat(5).as_bytes()), "\\u{85}".repeat(5));
+        assert_eq!(
+            escaped(next_line.repeat(6).as_bytes()),
+            format!("{}...", "\\u{85}".repeat(4))
+        );
+    }
+
+    #[test]
     fn echo_is_truncated_to_32_characters() {
         let exact = "a".repeat(32);
         assert_eq!(escaped(exact.as_bytes()), exact);

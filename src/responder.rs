@@ -249,12 +249,50 @@ mod tests {
         (out, batch.end)
     }
 
+    /// Feeds `reads` to one responder one after the other, as a session does, and returns the
+    /// replies.
+    fn respond_reads(max_line: usize, reads: &[&[u8]]) -> String {
+        let mut r = Responder::new(max_line, Span::none());
+        let mut out = Vec::new();
+        for read in reads {
+            let batch = r.respond(read, &mut out, &clock(), usize::MAX);
+            assert_eq!(batch.used, read.len());
+        }
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn time_that_continues_a_pending_line_cr_or_telnet_command_is_not_a_request_of_its_own() {
+        // A CR not followed by LF or NUL is data: the line is `\rTIME`.
+        assert_eq!(
+            respond_reads(1024, &[b"\r", b"TIME\r\n"]),
+            "ERR unknown command \"\\x0DTIME\" (try TIME or QUIT)\r\n"
+        );
+        assert_eq!(
+            respond_reads(1024, &[b"TI", b"TIME\r\n"]),
+            "ERR unknown command \"TITIME\" (try TIME or QUIT)\r\n"
+        );
+        // IAC `T` is a telnet command (unknown, so ignored): the line is `IME`.
+        assert_eq!(
+            respond_reads(1024, &[b"\xff", b"TIME\r\n"]),
+            "ERR unknown command \"IME\" (try TIME or QUIT)\r\n"
+        );
+    }
+
+    #[test]
+    fn with_a_line_cap_under_four_bytes_time_is_too_long() {
+        assert_eq!(
+            respond_reads(3, &[b"TIME\r\n"]),
+            "ERR line too long (max 3 bytes)\r\n"
+        );
+    }
+
     #[test]
     fn tallies_what_it_answered() {
         let mut r = Responder::new(32, Span::none());
         let mut out = Vec::new();
         r.respond(
-            b"TIME\r\nTIME\r\nx\r\nTIME 1\r\n\r\nGET / HTTP/1.1\r\n",
+            b"TIME\r\ntime\r\nx\r\nTIME 1\r\n\r\nGET / HTTP/1.1\r\n",
             &mut out,
             &clock(),
             usize::MAX,
@@ -271,6 +309,7 @@ mod tests {
                 ..Tally::default()
             }
         );
+        assert_eq!(r.requests(), 5, "a blank line is no request");
         assert_eq!(r.take_tally(), Tally::default(), "taking resets");
         let mut r = Responder::new(8, Span::none());
         r.respond(b"TIME", &mut out, &clock(), usize::MAX);
@@ -288,6 +327,38 @@ mod tests {
             "JAM 08:05:09\r\nERR unknown command \"nope\" (try TIME or QUIT)\r\nERR TIME takes no arguments\r\n"
         );
         assert_eq!(end, Some(End::Quit));
+    }
+
+    #[test]
+    fn in_line_while_a_request_waits_for_its_line_end() {
+        let mut r = Responder::new(1024, Span::none());
+        let mut out = Vec::new();
+        assert!(!r.in_line());
+        r.respond(b"TI", &mut out, &clock(), usize::MAX);
+        assert!(r.in_line());
+        r.respond(b"ME\r\n", &mut out, &clock(), usize::MAX);
+        assert!(!r.in_line());
+    }
+
+    #[test]
+    fn a_responder_continues_the_request_count_it_is_given() {
+        let mut r = Responder::new(1024, Span::none());
+        r.set_requests(41);
+        r.respond(b"TIME\r\n", &mut Vec::new(), &clock(), usize::MAX);
+        assert_eq!(r.requests(), 42);
+    }
+
+    #[test]
+    fn telnet_end_of_file_ends_the_session_like_quit() {
+        for quit in [&b"QUIT\r\n"[..], b"\xff\xec"] {
+            let mut r = Responder::new(1024, Span::none());
+            let mut out = Vec::new();
+            let input = [b"TIME\r\n", quit, b"TIME\r\n"].concat();
+            let batch = r.respond(&input, &mut out, &clock(), usize::MAX);
+            assert_eq!(out, b"JAM 08:05:09\r\n");
+            assert_eq!(batch.end, Some(End::Quit));
+            assert_eq!(r.take_tally().quit, 1, "{quit:?}");
+        }
     }
 
     #[test]
