@@ -294,10 +294,26 @@ impl Worker {
             return;
         }
         entry.insert(conn);
-        self.after(key, Next::Wait, now);
+        self.handle(key, now, false, |_, _| Next::Wait);
     }
 
     fn on_event(&mut self, key: usize, read_closed: bool, now: Instant) {
+        self.handle(key, now, read_closed, |conn, ctx| conn.drive(ctx));
+    }
+
+    /// Lends connection `key` and the loop's buffers to `f`; then removes the connection if it
+    /// is done, or re-arms its deadline. Only an earlier deadline is pushed; a later one is found
+    /// when the armed one fires.
+    fn handle(
+        &mut self,
+        key: usize,
+        now: Instant,
+        read_closed: bool,
+        f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> Next,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let mut ctx = Ctx {
             shared: &self.shared,
             input: &mut self.input,
@@ -306,35 +322,12 @@ impl Worker {
             draining: self.grace_end.is_some(),
             read_closed,
         };
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let next = conn.drive(&mut ctx);
-        self.after(key, next, now);
-    }
-
-    /// Re-arms a connection's deadline after it was handled, or removes it when done.
-    fn after(&mut self, key: usize, next: Next, now: Instant) {
-        let grace_end = self.grace_end;
-        let ctx = Ctx {
-            shared: &self.shared,
-            input: &mut self.input,
-            output: &mut self.output,
-            now,
-            draining: grace_end.is_some(),
-            read_closed: false,
-        };
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if next == Next::Done {
+        if f(conn, &mut ctx) == Next::Done {
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.stream);
             return;
         }
-        let due = conn.deadline(&ctx);
-        // Only an earlier deadline is pushed now; a later one is found when the armed one fires.
-        if let Some(due) = due
+        if let Some(due) = conn.deadline(&ctx)
             && conn.armed.is_none_or(|armed| due < armed)
         {
             conn.armed = Some(due);
@@ -353,23 +346,16 @@ impl Worker {
             due.push((at, key, id));
         }
         for (at, key, id) in due {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.id != id || conn.armed != Some(at) {
-                continue;
+            let current = self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.id == id && c.armed == Some(at));
+            if current {
+                self.handle(key, now, false, |conn, ctx| {
+                    conn.armed = None;
+                    conn.expire(ctx)
+                });
             }
-            conn.armed = None;
-            let mut ctx = Ctx {
-                shared: &self.shared,
-                input: &mut self.input,
-                output: &mut self.output,
-                now,
-                draining: self.grace_end.is_some(),
-                read_closed: false,
-            };
-            let next = conn.expire(&mut ctx);
-            self.after(key, next, now);
         }
     }
 
@@ -381,19 +367,8 @@ impl Worker {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let mut ctx = Ctx {
-                shared: &self.shared,
-                input: &mut self.input,
-                output: &mut self.output,
-                now,
-                draining: true,
-                read_closed: true,
-            };
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let next = conn.begin_drain(&mut ctx);
-            self.after(key, next, now);
+            // Read on to the end of what is there: no further event will come for it.
+            self.handle(key, now, true, |conn, ctx| conn.begin_drain(ctx));
         }
     }
 
