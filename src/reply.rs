@@ -395,6 +395,20 @@ mod tests {
     }
 
     #[test]
+    fn each_difference_comes_with_the_fix_a_student_needs() {
+        let date = time_reply("JAM 30-11-2026 02:15:05\r\n").date.expect("a date");
+        for (difference, remedy) in [
+            (Difference::Date(date), "%H:%M:%S"),
+            (Difference::NoPrefix, "\"JAM \""),
+            (Difference::NotPadded, "two digits"),
+            (Difference::LfOnly, "\\r\\n"),
+            (Difference::NoLineEnd, "\\r\\n"),
+        ] {
+            assert!(difference.fix().contains(remedy), "{difference}: {}", difference.fix());
+        }
+    }
+
+    #[test]
     fn error_lines_are_errors_with_any_line_end() {
         assert_eq!(
             Reply::parse(b"ERR idle timeout\r\n"),
@@ -415,6 +429,10 @@ mod tests {
             "JAM 12:00\r\n",
             "JAM 12:00:00:00\r\n",
             "JAM 123:00:00\r\n",
+            "JAM 009:00:00\r\n",
+            "JAM :00:00\r\n",
+            "JAM 12::00\r\n",
+            "JAM 1-2- 00:00:01\r\n",
             "JAM 12:00:0a\r\n",
             "JAM  12:00:00\r\n",
             "JAM 12:00:00 \r\n",
