@@ -396,7 +396,9 @@ mod tests {
 
     #[test]
     fn each_difference_comes_with_the_fix_a_student_needs() {
-        let date = time_reply("JAM 30-11-2026 02:15:05\r\n").date.expect("a date");
+        let date = time_reply("JAM 30-11-2026 02:15:05\r\n")
+            .date
+            .expect("a date");
         for (difference, remedy) in [
             (Difference::Date(date), "%H:%M:%S"),
             (Difference::NoPrefix, "\"JAM \""),
@@ -404,7 +406,11 @@ mod tests {
             (Difference::LfOnly, "\\r\\n"),
             (Difference::NoLineEnd, "\\r\\n"),
         ] {
-            assert!(difference.fix().contains(remedy), "{difference}: {}", difference.fix());
+            assert!(
+                difference.fix().contains(remedy),
+                "{difference}: {}",
+                difference.fix()
+            );
         }
     }
 
