@@ -8,10 +8,10 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{StderrLines, WAIT, eventually, jamd_command, require_tool, send_signal};
+use common::{StderrLines, WAIT, eventually, jamd_command, require_tool, send_signal, spawn_piped};
 use socket2::{Domain, Socket, Type};
 
 /// A closed connection's port: its client side closed first, so 127.0.0.1:`port` is in
@@ -95,13 +95,7 @@ struct Started {
 
 impl Started {
     fn new(args: &[&str]) -> Started {
-        let mut child = jamd_command()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn jamd");
+        let mut child = spawn_piped(jamd_command().args(args));
         let log = StderrLines::capture(&mut child, |_| {});
         Started { child, log }
     }

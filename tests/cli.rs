@@ -9,7 +9,9 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Jamd, StderrLines, WAIT, assert_time_reply, eventually, jamd_command, send_signal};
+use common::{
+    Jamd, StderrLines, WAIT, assert_time_reply, eventually, jamd_command, send_signal, spawn_piped,
+};
 
 const JAMD: &str = env!("CARGO_BIN_EXE_jamd");
 
@@ -180,14 +182,7 @@ struct RawJamd {
 impl RawJamd {
     /// Starts `jamd --listen 127.0.0.1:0 ARGS`.
     fn spawn(args: &[&str]) -> RawJamd {
-        let mut child = jamd_command()
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn jamd");
+        let mut child = spawn_piped(jamd_command().args(["--listen", "127.0.0.1:0"]).args(args));
         let log = StderrLines::capture(&mut child, |_| {});
         let pid = child.id();
         let port = eventually(|| "jamd to listen".into(), || listening_port(pid));

@@ -119,15 +119,24 @@ impl Server {
         };
         let mut wakers = Vec::new();
         let mut done = Vec::new();
+        // Each loop says when it has closed its listeners, so "stopped accepting" is true when
+        // it is logged.
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
         for index in 0..threads {
-            let loop_ = match worker::Worker::new(index, &self.listeners, self.shared.clone()) {
+            let made = worker::Worker::new(
+                index,
+                &self.listeners,
+                self.shared.clone(),
+                closed_tx.clone(),
+            );
+            let loop_ = match made {
                 Ok(w) => w,
                 Err(e) => {
                     warn!(error = %e, "cannot start an event loop");
                     continue;
                 }
             };
-            wakers.push(loop_.waker());
+            let waker = loop_.waker();
             let (tx, rx) = tokio::sync::oneshot::channel();
             let spawned = std::thread::Builder::new()
                 .name(format!("jamd-loop-{index}"))
@@ -136,22 +145,31 @@ impl Server {
                     let _ = tx.send(expired);
                 });
             match spawned {
-                Ok(_) => done.push(rx),
+                Ok(_) => {
+                    wakers.push(waker);
+                    done.push(rx);
+                }
                 Err(e) => warn!(error = %e, "cannot start an event-loop thread"),
             }
         }
         // The loops hold their own copies of the listeners.
         drop(self.listeners);
+        drop(closed_tx);
         shutdown.cancelled().await;
+        for waker in &wakers {
+            let _ = waker.wake();
+        }
+        for _ in 0..wakers.len() {
+            if closed_rx.recv().await.is_none() {
+                break;
+            }
+        }
         let grace = self.shared.config.shutdown_grace;
         info!(
             sessions = self.shared.active.load(Ordering::Relaxed),
             grace = %crate::config::format_duration(grace),
             "stopped accepting; answering what clients already sent"
         );
-        for waker in &wakers {
-            let _ = waker.wake();
-        }
         let mut grace_over = false;
         for rx in done {
             grace_over |= rx.await.unwrap_or(false);

@@ -54,6 +54,8 @@ pub(super) struct Worker {
     accept_paused: Option<Instant>,
     /// When the grace period ends, once shutdown has begun.
     grace_end: Option<Instant>,
+    /// Told once this loop's listeners are closed.
+    listeners_closed: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
 impl Worker {
@@ -62,6 +64,7 @@ impl Worker {
         index: usize,
         listeners: &[(std::net::TcpListener, Service)],
         shared: Arc<Shared>,
+        listeners_closed: tokio::sync::mpsc::UnboundedSender<()>,
     ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -96,6 +99,7 @@ impl Worker {
             accept_warning: RateLimit::new(WARN_INTERVAL),
             accept_paused: None,
             grace_end: None,
+            listeners_closed,
         })
     }
 
@@ -365,6 +369,7 @@ impl Worker {
         for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+        let _ = self.listeners_closed.send(());
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             // Read on to the end of what is there: no further event will come for it.

@@ -298,13 +298,7 @@ impl Jamd {
             command.args(["--listen", "127.0.0.1:0"]);
         }
         clear_jamd_env(&mut command);
-        let mut child = command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn jamd");
+        let mut child = spawn_piped(command.args(args));
         let (tx, rx) = std::sync::mpsc::channel();
         let mut tx = Some(tx);
         let log = StderrLines::capture(&mut child, move |line| {
@@ -363,6 +357,16 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on ").nth(1)?;
     let first = rest.split([',', ' ', '"']).next()?;
     first.parse().ok()
+}
+
+/// Spawns `command` with no stdin, no stdout and stderr piped (for [`StderrLines::capture`]).
+pub fn spawn_piped(command: &mut Command) -> Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jamd")
 }
 
 /// Whether an external tool exists. Under CI (`CI=true`) a missing tool fails the test; elsewhere
