@@ -144,7 +144,14 @@ pub(super) struct Ctx<'a> {
     /// The event said the client closed its side: a short read no longer means the socket is
     /// drained (the end of file raises no further event), so reads go on to the end.
     pub(super) read_closed: bool,
+    /// Reads this connection may still make in this turn of the loop.
+    pub(super) reads_left: usize,
 }
+
+/// Reads one connection may make per turn of its loop (16 × 16 KiB): past that it waits until
+/// the loop's other ready connections have had theirs, so a client that floods cannot starve
+/// them (memcached's per-event request budget).
+pub(super) const READS_PER_TURN: usize = 16;
 
 /// What is logged and counted when a closing connection is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +268,9 @@ pub(super) enum Next {
     Wait,
     /// It is finished: remove and drop it (closing the socket).
     Done,
+    /// It used its reads for this turn with more waiting: handle it again after the others
+    /// (no new edge-triggered event would come for what is already there).
+    Yield,
 }
 
 impl Conn {
@@ -418,6 +428,7 @@ impl Conn {
             };
             match step {
                 Step::Wait => return Next::Wait,
+                Step::Yield => return Next::Yield,
                 Step::Again => continue,
                 Step::Close(reason) => self.begin_close(reason, ctx),
                 Step::Drop => return Next::Done,
@@ -626,6 +637,10 @@ impl Conn {
             s.hold(&held[used..]);
             return Step::Again;
         }
+        if ctx.reads_left == 0 {
+            return Step::Yield;
+        }
+        ctx.reads_left -= 1;
         let read = ReadDrained::read(&self.stream, ctx.input);
         let (n, drained) = match read {
             Ok(ReadDrained::Data { n, drained }) => (n, drained),
@@ -832,6 +847,8 @@ fn header_limit(line_timeout: Duration) -> Duration {
 enum Step {
     /// Wait for the next event or deadline.
     Wait,
+    /// This turn's reads are used up, with more to read.
+    Yield,
     /// Go on: something changed that may allow more.
     Again,
     /// Start the close path for this reason.

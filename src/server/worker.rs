@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use tracing::{debug, warn};
 
-use super::conn::{ActiveSlot, Conn, Ctx, Next};
+use super::conn::{ActiveSlot, Conn, Ctx, Next, READS_PER_TURN};
 use super::shared::{
     AcceptError, Backoff, RateLimit, Shared, WARN_INTERVAL, admit_address, canonical, classify,
 };
@@ -54,6 +54,8 @@ pub(super) struct Worker {
     accept_paused: Option<Instant>,
     /// When the grace period ends, once shutdown has begun.
     grace_end: Option<Instant>,
+    /// Connections that used their reads for a turn with more waiting: driven again next turn.
+    again: Vec<(usize, u64)>,
     /// Told once this loop's listeners are closed.
     listeners_closed: tokio::sync::mpsc::UnboundedSender<()>,
 }
@@ -99,6 +101,7 @@ impl Worker {
             accept_warning: RateLimit::new(WARN_INTERVAL),
             accept_paused: None,
             grace_end: None,
+            again: Vec::new(),
             listeners_closed,
         })
     }
@@ -113,10 +116,15 @@ impl Worker {
     pub(super) fn run(mut self) -> bool {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.next_wake().map(|at| {
-                // Round up, so the loop does not wake a little early and spin.
-                at.saturating_duration_since(Instant::now()) + Duration::from_micros(500)
-            });
+            let timeout = if self.again.is_empty() {
+                self.next_wake().map(|at| {
+                    // Round up, so the loop does not wake a little early and spin.
+                    at.saturating_duration_since(Instant::now()) + Duration::from_micros(500)
+                })
+            } else {
+                // Connections wait for another turn: only look for new events.
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -140,6 +148,12 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            for (key, id) in std::mem::take(&mut self.again) {
+                // Read on to the end of what is there: no further event may come for it.
+                if self.conns.get(key).is_some_and(|c| c.id == id) {
+                    self.handle(key, now, true, |conn, ctx| conn.drive(ctx));
+                }
+            }
             if self.accept_paused.is_some_and(|at| now >= at) {
                 self.accept_paused = None;
                 for i in 0..self.listeners.len() {
@@ -170,6 +184,7 @@ impl Worker {
             now,
             draining: self.grace_end.is_some(),
             read_closed: false,
+            reads_left: READS_PER_TURN,
         }
     }
 
@@ -325,11 +340,16 @@ impl Worker {
             now,
             draining: self.grace_end.is_some(),
             read_closed,
+            reads_left: READS_PER_TURN,
         };
-        if f(conn, &mut ctx) == Next::Done {
-            let mut conn = self.conns.remove(key);
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            return;
+        match f(conn, &mut ctx) {
+            Next::Done => {
+                let mut conn = self.conns.remove(key);
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+                return;
+            }
+            Next::Yield => self.again.push((key, conn.id)),
+            Next::Wait => {}
         }
         if let Some(due) = conn.deadline(&ctx)
             && conn.armed.is_none_or(|armed| due < armed)
@@ -386,6 +406,7 @@ impl Worker {
             now,
             draining: true,
             read_closed: false,
+            reads_left: READS_PER_TURN,
         };
         for (_, conn) in self.conns.iter_mut() {
             conn.abandon(&mut ctx);
