@@ -266,18 +266,17 @@ pub fn junit(reports: &[TargetReport]) -> String {
                         xml(&body)
                     );
                 }
-                Status::Fail => {
+                Status::Fail | Status::Timeout => {
+                    // A timeout is an <error>, not a <failure>, so the two stay apart.
+                    let element = if c.status == Status::Fail {
+                        "failure"
+                    } else {
+                        "error"
+                    };
                     let _ = writeln!(
                         out,
-                        ">\n      <failure type=\"fail\" message=\"{}\">{}</failure>\n    </testcase>",
-                        xml(&c.detail),
-                        xml(&body)
-                    );
-                }
-                Status::Timeout => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <error type=\"timeout\" message=\"{}\">{}</error>\n    </testcase>",
+                        ">\n      <{element} type=\"{}\" message=\"{}\">{}</{element}>\n    </testcase>",
+                        c.status.name(),
                         xml(&c.detail),
                         xml(&body)
                     );

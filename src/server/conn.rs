@@ -378,20 +378,17 @@ impl Conn {
                         shared.config.max_line,
                         debug_span!("conn", id = self.id, peer = %self.peer),
                     ),
+                    received: initial.len() as u64,
                     held: initial,
                     last_request: self.opened,
                     line_started: None,
                     ending: None,
                     peer_closed: false,
-                    received: 0,
                     sent: 0,
                     counted_at: ctx.now,
                     uncounted: false,
                     from_balancer,
                 });
-                if let Phase::Serving(session) = &mut self.phase {
-                    session.received = session.held.len() as u64;
-                }
             }
             Service::Time | Service::Daytime => {
                 let _ = self.stream.set_nodelay(true);
