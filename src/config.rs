@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// How long to retry binding a port that closing connections hold (TIME_WAIT lasts 60 s on
     /// Linux) before giving up (zero: fail at once).
     pub bind_wait: Duration,
+    /// How often the binary checks that the system clock is synchronised (kernel adjtimex
+    /// state) and logs a change; zero: only at start-up.
+    pub clock_check: Duration,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             threads: 0,
             proxy_protocol: false,
             bind_wait: Duration::from_secs(90),
+            clock_check: Duration::from_secs(60),
         }
     }
 }

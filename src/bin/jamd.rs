@@ -89,7 +89,7 @@ struct Args {
 
     /// How often to check that the system clock is synchronised (kernel adjtimex state); a
     /// change is logged (0 = only at start-up).
-    #[arg(long, value_name = "DURATION", env = "JAMD_CLOCK_CHECK", default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "JAMD_CLOCK_CHECK", default_value = default_duration(|c| c.clock_check), value_parser = parse_duration)]
     clock_check: Duration,
 
     /// Report UTC instead of the local time zone.
@@ -245,6 +245,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         shutdown_grace: args.shutdown_grace,
         proxy_protocol: args.proxy_protocol,
         bind_wait: args.bind_wait,
+        clock_check: args.clock_check,
         threads: args.threads.unwrap_or(ServerConfig::default().threads),
         ..ServerConfig::default()
     };
@@ -414,10 +415,10 @@ async fn serve(
     }
 
     let shutdown = CancellationToken::new();
-    let interval = if args.clock_check.is_zero() {
+    let interval = if config.clock_check.is_zero() {
         FAR_FUTURE
     } else {
-        args.clock_check
+        config.clock_check
     };
     let stats = server.stats();
     tokio::spawn(ClockWatch::new().run(interval, shutdown.clone(), {
