@@ -53,5 +53,5 @@ pub mod timesync;
 
 pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};
 pub use config::ServerConfig;
-pub use server::CloseReason;
+pub use responder::CloseReason;
 pub use server::{Server, Stats};

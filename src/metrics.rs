@@ -22,129 +22,196 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::protocol::ErrorKind;
+use crate::responder::CloseReason;
+use crate::service::Service;
 use crate::timesync::{Health, SyncState};
 
-/// A counter family: exported name (without `_total`), help, and label name.
+/// A counter family: exported name (without `_total`), help, label name and label values.
 struct Family {
     name: &'static str,
     help: &'static str,
     label: Option<&'static str>,
+    /// The label values, in the order of the family's [`Count`] indices (one unnamed value for
+    /// a family without a label).
+    values: &'static [&'static str],
 }
 
-const ACCEPTED: Family = Family {
-    name: "jamd_connections_accepted",
-    help: "Connections accepted and served, by service (jam, rfc868, daytime).",
-    label: Some("service"),
-};
-const REFUSED: Family = Family {
-    name: "jamd_connections_refused",
-    help: "Connections turned away, by reason (busy: at the connection limit; per_ip: the client address at its limit; proxy_header: missing or invalid PROXY protocol header).",
-    label: Some("reason"),
-};
-const REQUESTS: Family = Family {
-    name: "jamd_requests",
-    help: "Requests received on jam sessions, by command (blank lines are not requests).",
-    label: Some("command"),
-};
-const ERRORS: Family = Family {
-    name: "jamd_error_replies",
-    help: "ERR lines sent, by kind.",
-    label: Some("kind"),
-};
-const CLOSED: Family = Family {
-    name: "jamd_connections_closed",
-    help: "Connections closed, by reason.",
-    label: Some("reason"),
-};
-const RECEIVED: Family = Family {
-    name: "jamd_received_bytes",
-    help: "Bytes read from clients.",
-    label: None,
-};
-const SENT: Family = Family {
-    name: "jamd_sent_bytes",
-    help: "Bytes written to clients.",
-    label: None,
-};
-const ACCEPT_ERRORS: Family = Family {
-    name: "jamd_accept_errors",
-    help: "accept() failures, by kind (resources: out of descriptors or memory, accepts pause; connection: one connection failed).",
-    label: Some("kind"),
+/// Every counter family, in the order they are rendered.
+const FAMILIES: [Family; 8] = [
+    Family {
+        name: "jamd_connections_accepted",
+        help: "Connections accepted and served, by service (jam, rfc868, daytime).",
+        label: Some("service"),
+        values: &["jam", "rfc868", "daytime"],
+    },
+    Family {
+        name: "jamd_connections_refused",
+        help: "Connections turned away, by reason (busy: at the connection limit; per_ip: the client address at its limit; proxy_header: missing or invalid PROXY protocol header).",
+        label: Some("reason"),
+        values: &Refusal::LABELS,
+    },
+    Family {
+        name: "jamd_requests",
+        help: "Requests received on jam sessions, by command (blank lines are not requests).",
+        label: Some("command"),
+        values: &["TIME", "QUIT", "other"],
+    },
+    Family {
+        name: "jamd_error_replies",
+        help: "ERR lines sent, by kind.",
+        label: Some("kind"),
+        values: &ERROR_LABELS,
+    },
+    Family {
+        name: "jamd_connections_closed",
+        help: "Connections closed, by reason.",
+        label: Some("reason"),
+        values: &CloseReason::LABELS,
+    },
+    Family {
+        name: "jamd_received_bytes",
+        help: "Bytes read from clients.",
+        label: None,
+        values: &[""],
+    },
+    Family {
+        name: "jamd_sent_bytes",
+        help: "Bytes written to clients.",
+        label: None,
+        values: &[""],
+    },
+    Family {
+        name: "jamd_accept_errors",
+        help: "accept() failures, by kind (resources: out of descriptors or memory, accepts pause; connection: one connection failed).",
+        label: Some("kind"),
+        values: &AcceptError::LABELS,
+    },
+];
+
+/// The error kinds' labels, in [`ErrorKind`] order.
+const ERROR_LABELS: [&str; ErrorKind::ALL.len()] = {
+    let mut labels = [""; ErrorKind::ALL.len()];
+    let mut i = 0;
+    while i < labels.len() {
+        labels[i] = ErrorKind::ALL[i].label();
+        i += 1;
+    }
+    labels
 };
 
-/// Declares [`Count`], the list of all counts in order, and each count's family and label value,
-/// from one table, so the three cannot disagree.
-macro_rules! counts {
-    ($($count:ident => $family:ident $label:literal,)*) => {
-        /// Everything counted. Each is one sample of a labelled family (see [`Count::family`]).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        #[repr(usize)]
-        #[allow(missing_docs)] // the names say it; the table gives exported name and label
-        pub enum Count {
-            $($count,)*
+/// Where each family's counters start in a [`Shard`]; the last entry is the total.
+const OFFSETS: [usize; FAMILIES.len() + 1] = {
+    let mut offsets = [0; FAMILIES.len() + 1];
+    let mut i = 0;
+    while i < FAMILIES.len() {
+        offsets[i + 1] = offsets[i] + FAMILIES[i].values.len();
+        i += 1;
+    }
+    offsets
+};
+
+/// How many counters there are.
+const COUNTS: usize = OFFSETS[FAMILIES.len()];
+
+/// Why a connection was turned away before being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the family's help says what each means
+pub enum Refusal {
+    Busy,
+    ProxyHeader,
+    PerIp,
+}
+
+impl Refusal {
+    const LABELS: [&'static str; 3] = ["busy", "proxy_header", "per_ip"];
+
+    /// The refusal's name, in logs and metrics.
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self as usize]
+    }
+}
+
+/// A request on a jam session, by command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum RequestKind {
+    Time,
+    Quit,
+    /// Anything answered with an error line.
+    Other,
+}
+
+/// How an `accept()` failure is handled (and counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
+    /// The process or system is out of something (descriptors, memory): pause, then retry.
+    Resources,
+    /// Only the connection being accepted failed: accept the next one at once.
+    Connection,
+}
+
+impl AcceptError {
+    const LABELS: [&'static str; 2] = ["resources", "connection"];
+}
+
+/// Everything counted: one label value of one family. The enums that name events in the logs
+/// ([`CloseReason`], [`ErrorKind`], [`Service`]) are the labels here too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// A connection accepted and served.
+    Accepted(Service),
+    /// A connection turned away.
+    Refused(Refusal),
+    /// A request on a jam session.
+    Request(RequestKind),
+    /// An error line sent.
+    Error(ErrorKind),
+    /// A connection closed.
+    Closed(CloseReason),
+    /// Bytes read from clients.
+    ReceivedBytes,
+    /// Bytes written to clients.
+    SentBytes,
+    /// An `accept()` failure.
+    AcceptError(AcceptError),
+}
+
+impl Count {
+    /// The count's family (its place in [`FAMILIES`]) and its value's place in that family.
+    fn place(self) -> (usize, usize) {
+        match self {
+            Count::Accepted(service) => (
+                0,
+                match service {
+                    Service::Jam => 0,
+                    Service::Time => 1,
+                    Service::Daytime => 2,
+                },
+            ),
+            Count::Refused(refusal) => (1, refusal as usize),
+            Count::Request(kind) => (2, kind as usize),
+            Count::Error(kind) => (3, kind as usize),
+            Count::Closed(reason) => (4, reason.index()),
+            Count::ReceivedBytes => (5, 0),
+            Count::SentBytes => (6, 0),
+            Count::AcceptError(kind) => (7, kind as usize),
         }
+    }
 
-        /// Every [`Count`], in order.
-        const ALL: &[Count] = &[$(Count::$count,)*];
-
-        impl Count {
-            /// The family this count belongs to and its label value.
-            fn family(self) -> (&'static Family, &'static str) {
-                match self {
-                    $(Count::$count => (&$family, $label),)*
-                }
-            }
-        }
-    };
+    /// The count's place in a [`Shard`].
+    fn index(self) -> usize {
+        let (family, value) = self.place();
+        OFFSETS[family] + value
+    }
 }
-
-counts! {
-    AcceptedJam => ACCEPTED "jam",
-    AcceptedTime => ACCEPTED "rfc868",
-    AcceptedDaytime => ACCEPTED "daytime",
-    RefusedBusy => REFUSED "busy",
-    RefusedProxyHeader => REFUSED "proxy_header",
-    RefusedPerIp => REFUSED "per_ip",
-    RequestTime => REQUESTS "TIME",
-    RequestQuit => REQUESTS "QUIT",
-    RequestOther => REQUESTS "other",
-    ErrorUnknownCommand => ERRORS "unknown_command",
-    ErrorExtraArguments => ERRORS "extra_arguments",
-    ErrorNotHttp => ERRORS "not_http",
-    ErrorLineTooLong => ERRORS "line_too_long",
-    ErrorMissingLineEnd => ERRORS "missing_line_end",
-    ErrorIdleTimeout => ERRORS "idle_timeout",
-    ErrorLineTimeout => ERRORS "line_timeout",
-    ErrorServerBusy => ERRORS "server_busy",
-    ErrorPerIp => ERRORS "per_ip",
-    ClosedQuit => CLOSED "quit",
-    ClosedClientClosed => CLOSED "client_closed",
-    ClosedIdleTimeout => CLOSED "idle_timeout",
-    ClosedLineTimeout => CLOSED "line_timeout",
-    ClosedLineTooLong => CLOSED "line_too_long",
-    ClosedWriteTimeout => CLOSED "write_timeout",
-    ClosedHttp => CLOSED "http_request",
-    ClosedShutdown => CLOSED "shutdown",
-    ClosedReset => CLOSED "reset",
-    ClosedError => CLOSED "io_error",
-    ClosedAnswered => CLOSED "answered",
-    ClosedProxyHeader => CLOSED "proxy_header",
-    ClosedPerIp => CLOSED "per_ip",
-    ReceivedBytes => RECEIVED "",
-    SentBytes => SENT "",
-    AcceptErrorResources => ACCEPT_ERRORS "resources",
-    AcceptErrorConnection => ACCEPT_ERRORS "connection",
-}
-
-/// How many [`Count`]s there are.
-const COUNTS: usize = ALL.len();
 
 /// One thread's counters. Only the owning thread writes; scrapes read.
 struct Shard([AtomicU64; COUNTS]);
 
 impl Shard {
     fn add(&self, count: Count, n: u64) {
-        let cell = &self.0[count as usize];
+        let cell = &self.0[count.index()];
         // Single writer: a plain load and store, no locked read-modify-write.
         cell.store(
             cell.load(Ordering::Relaxed).wrapping_add(n),
@@ -228,10 +295,14 @@ impl Metrics {
 
     /// The total of `count` over every thread.
     pub fn total(&self, count: Count) -> u64 {
+        self.total_at(count.index())
+    }
+
+    fn total_at(&self, index: usize) -> u64 {
         self.shards.lock().map_or(0, |shards| {
             shards
                 .iter()
-                .map(|s| s.0[count as usize].load(Ordering::Relaxed))
+                .map(|s| s.0[index].load(Ordering::Relaxed))
                 .fold(0u64, u64::wrapping_add)
         })
     }
@@ -287,29 +358,20 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 fn snapshot(m: &Metrics, gauges: Gauges) -> prometheus::Result<prometheus::Registry> {
     use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
     let registry = prometheus::Registry::new();
-    let mut rest = ALL;
-    while let Some(first) = rest.first() {
-        let family = first.family().0;
-        let members = rest
-            .iter()
-            .take_while(|c| std::ptr::eq(c.family().0, family))
-            .count();
-        let (these, others) = rest.split_at(members);
-        rest = others;
+    for (family, offset) in FAMILIES.iter().zip(OFFSETS) {
+        let total = |value: usize| m.total_at(offset + value);
         let opts = Opts::new(format!("{}_total", family.name), family.help);
         match family.label {
             Some(label) => {
                 let counters = IntCounterVec::new(opts, &[label])?;
-                for &count in these {
-                    counters
-                        .with_label_values(&[count.family().1])
-                        .inc_by(m.total(count));
+                for (value, name) in family.values.iter().enumerate() {
+                    counters.with_label_values(&[*name]).inc_by(total(value));
                 }
                 registry.register(Box::new(counters))?;
             }
             None => {
                 let counter = IntCounter::with_opts(opts)?;
-                counter.inc_by(m.total(*first));
+                counter.inc_by(total(0));
                 registry.register(Box::new(counter))?;
             }
         }
@@ -478,23 +540,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_count_is_listed_once_in_order() {
-        for (i, count) in ALL.iter().enumerate() {
-            assert_eq!(*count as usize, i, "{count:?}");
+    fn every_count_has_its_own_counter_under_its_own_label() {
+        let samples = [
+            (Count::Accepted(Service::Jam), "service", "jam"),
+            (Count::Accepted(Service::Time), "service", "rfc868"),
+            (Count::Accepted(Service::Daytime), "service", "daytime"),
+            (Count::Refused(Refusal::Busy), "reason", "busy"),
+            (
+                Count::Refused(Refusal::ProxyHeader),
+                "reason",
+                "proxy_header",
+            ),
+            (Count::Refused(Refusal::PerIp), "reason", "per_ip"),
+            (Count::Request(RequestKind::Time), "command", "TIME"),
+            (Count::Request(RequestKind::Quit), "command", "QUIT"),
+            (Count::Request(RequestKind::Other), "command", "other"),
+            (
+                Count::AcceptError(AcceptError::Resources),
+                "kind",
+                "resources",
+            ),
+            (
+                Count::AcceptError(AcceptError::Connection),
+                "kind",
+                "connection",
+            ),
+        ];
+        let errors = ErrorKind::ALL.map(|k| (Count::Error(k), "kind", k.label()));
+        let closes = [
+            CloseReason::Quit,
+            CloseReason::ClientClosed,
+            CloseReason::IdleTimeout,
+            CloseReason::LineTimeout,
+            CloseReason::LineTooLong,
+            CloseReason::WriteTimeout,
+            CloseReason::NotHttp,
+            CloseReason::Shutdown,
+            CloseReason::Reset,
+            CloseReason::Error(io::ErrorKind::Other),
+            CloseReason::Answered,
+            CloseReason::ProxyHeader,
+            CloseReason::PerIp,
+        ]
+        .map(|r| (Count::Closed(r), "reason", r.label()));
+        let all: Vec<_> = samples.into_iter().chain(errors).chain(closes).collect();
+        assert_eq!(all.len() + 2, COUNTS, "every labelled counter is sampled");
+        let metrics = Metrics::default();
+        for (i, (count, ..)) in all.iter().enumerate() {
+            metrics.add(*count, i as u64 + 1);
         }
-    }
-
-    #[test]
-    fn families_are_contiguous_so_each_is_described_once() {
-        let mut seen: Vec<&str> = Vec::new();
-        let mut last = "";
-        for &count in ALL {
-            let name = count.family().0.name;
-            if name != last {
-                assert!(!seen.contains(&name), "{name} is split");
-                seen.push(name);
-                last = name;
-            }
+        let text = render(&metrics, Gauges::default());
+        for (i, (count, label, value)) in all.iter().enumerate() {
+            let line = format!("{{{label}=\"{value}\"}} {}", i + 1);
+            assert!(
+                text.lines().any(|l| l.ends_with(&line)),
+                "{count:?}: no line ending in {line:?} in\n{text}"
+            );
         }
     }
 
@@ -506,7 +607,7 @@ mod tests {
                 let metrics = metrics.clone();
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        metrics.add(Count::RequestTime, 1);
+                        metrics.add(Count::Request(RequestKind::Time), 1);
                     }
                     metrics.add_all(&[(Count::SentBytes, 14), (Count::ReceivedBytes, 6)]);
                 })
@@ -515,7 +616,7 @@ mod tests {
         for t in threads {
             t.join().expect("thread");
         }
-        assert_eq!(metrics.total(Count::RequestTime), 4000);
+        assert_eq!(metrics.total(Count::Request(RequestKind::Time)), 4000);
         assert_eq!(metrics.total(Count::SentBytes), 56);
         assert_eq!(metrics.total(Count::ReceivedBytes), 24);
     }
@@ -523,18 +624,18 @@ mod tests {
     #[test]
     fn two_servers_in_one_thread_keep_separate_counts() {
         let (a, b) = (Metrics::default(), Metrics::default());
-        a.add(Count::RequestTime, 2);
-        b.add(Count::RequestTime, 3);
-        a.add(Count::RequestTime, 1);
-        assert_eq!(a.total(Count::RequestTime), 3);
-        assert_eq!(b.total(Count::RequestTime), 3);
+        a.add(Count::Request(RequestKind::Time), 2);
+        b.add(Count::Request(RequestKind::Time), 3);
+        a.add(Count::Request(RequestKind::Time), 1);
+        assert_eq!(a.total(Count::Request(RequestKind::Time)), 3);
+        assert_eq!(b.total(Count::Request(RequestKind::Time)), 3);
     }
 
     #[test]
     fn the_rendering_has_labelled_counters_gauges_and_build_info() {
         let metrics = Arc::new(Metrics::default());
-        metrics.add(Count::RequestTime, 7);
-        metrics.add(Count::ErrorUnknownCommand, 2);
+        metrics.add(Count::Request(RequestKind::Time), 7);
+        metrics.add(Count::Error(ErrorKind::UnknownCommand), 2);
         let text = render(
             &metrics,
             Gauges {

@@ -156,7 +156,68 @@ pub enum ErrorReply<'a> {
     },
 }
 
+/// What kind of error line was sent: one value per [`ErrorReply`] variant, without its data.
+/// The server counts error lines by kind (the `kind` label of `jamd_error_replies_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // one per ErrorReply variant, documented there
+pub enum ErrorKind {
+    UnknownCommand,
+    ExtraArguments,
+    NotHttp,
+    LineTooLong,
+    MissingLineEnd,
+    IdleTimeout,
+    LineTimeout,
+    ServerBusy,
+    PerIp,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order (`ALL[k as usize] == k`).
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::UnknownCommand,
+        ErrorKind::ExtraArguments,
+        ErrorKind::NotHttp,
+        ErrorKind::LineTooLong,
+        ErrorKind::MissingLineEnd,
+        ErrorKind::IdleTimeout,
+        ErrorKind::LineTimeout,
+        ErrorKind::ServerBusy,
+        ErrorKind::PerIp,
+    ];
+
+    /// The kind's name in metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorKind::UnknownCommand => "unknown_command",
+            ErrorKind::ExtraArguments => "extra_arguments",
+            ErrorKind::NotHttp => "not_http",
+            ErrorKind::LineTooLong => "line_too_long",
+            ErrorKind::MissingLineEnd => "missing_line_end",
+            ErrorKind::IdleTimeout => "idle_timeout",
+            ErrorKind::LineTimeout => "line_timeout",
+            ErrorKind::ServerBusy => "server_busy",
+            ErrorKind::PerIp => "per_ip",
+        }
+    }
+}
+
 impl ErrorReply<'_> {
+    /// Which kind of error line this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ErrorReply::UnknownCommand(_) => ErrorKind::UnknownCommand,
+            ErrorReply::ExtraArguments(_) => ErrorKind::ExtraArguments,
+            ErrorReply::NotHttp => ErrorKind::NotHttp,
+            ErrorReply::LineTooLong { .. } => ErrorKind::LineTooLong,
+            ErrorReply::MissingLineEnd => ErrorKind::MissingLineEnd,
+            ErrorReply::IdleTimeout => ErrorKind::IdleTimeout,
+            ErrorReply::LineTimeout => ErrorKind::LineTimeout,
+            ErrorReply::ServerBusy => ErrorKind::ServerBusy,
+            ErrorReply::TooManyFromAddress { .. } => ErrorKind::PerIp,
+        }
+    }
+
     /// Appends the full error line, `ERR …\r\n`, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"ERR ");
@@ -344,6 +405,31 @@ mod tests {
         let reply = time_reply(TimeOfDay::new(8, 5, 9).expect("valid"));
         assert_eq!(&reply, b"JAM 08:05:09\r\n");
         assert_eq!(reply.len(), TIME_REPLY_LEN);
+    }
+
+    #[test]
+    fn each_error_line_is_counted_under_its_own_kind() {
+        let every_reply = [
+            (ErrorReply::UnknownCommand(b"X"), "unknown_command"),
+            (ErrorReply::ExtraArguments(Command::Quit), "extra_arguments"),
+            (ErrorReply::NotHttp, "not_http"),
+            (ErrorReply::LineTooLong { max: 8 }, "line_too_long"),
+            (ErrorReply::MissingLineEnd, "missing_line_end"),
+            (ErrorReply::IdleTimeout, "idle_timeout"),
+            (ErrorReply::LineTimeout, "line_timeout"),
+            (ErrorReply::ServerBusy, "server_busy"),
+            (ErrorReply::TooManyFromAddress { max: 3 }, "per_ip"),
+        ];
+        assert_eq!(every_reply.len(), ErrorKind::ALL.len());
+        for (i, (reply, label)) in every_reply.iter().enumerate() {
+            let kind = reply.kind();
+            assert_eq!(kind.label(), *label, "{reply:?}");
+            assert_eq!(ErrorKind::ALL[kind as usize], kind, "{reply:?}");
+            assert_eq!(
+                kind as usize, i,
+                "{reply:?}: ALL lists kinds in declaration order"
+            );
+        }
     }
 
     #[test]

@@ -4,21 +4,117 @@
 //! answers in order, one clock read per batch. The connection feeds it whatever each read
 //! returned; tests, benchmarks and fuzzers feed it bytes directly.
 
+use std::{fmt, io};
+
 use tracing::{Span, debug};
 
 use crate::clock::LocalClock;
 use crate::codec::{Decoder, Frame, IAC, Remainder, TelnetCommand, telnet};
-use crate::protocol::{self, ErrorReply, Request};
+use crate::protocol::{self, ErrorKind, ErrorReply, Request};
 
-/// Why a session stops taking input.
+/// Why a connection ended: the protocol decides some (`QUIT`, a line too long, HTTP), the
+/// connection the rest. The one name for a close, in the `connection closed` log line (as text)
+/// and in `jamd_connections_closed_total` (as [`CloseReason::label`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// `QUIT`, Ctrl-D or telnet end-of-file.
+pub enum CloseReason {
+    /// The client sent `QUIT` (or Ctrl-D, or telnet end-of-file).
     Quit,
+    /// The client closed its side of the connection.
+    ClientClosed,
+    /// No complete request within the idle timeout.
+    IdleTimeout,
+    /// A partial line was not completed within the line timeout.
+    LineTimeout,
     /// A line exceeded the maximum length (the error line was written).
     LineTooLong,
-    /// An HTTP request (the error line was written).
+    /// The client stopped reading and pending replies made no progress within the write timeout.
+    WriteTimeout,
+    /// The client sent an HTTP request (the error line was written).
     NotHttp,
+    /// The server is shutting down.
+    Shutdown,
+    /// The connection was reset or broken by the peer.
+    Reset,
+    /// Another I/O error.
+    Error(io::ErrorKind),
+    /// An RFC 868 or RFC 867 answer was sent: those services close after answering.
+    Answered,
+    /// The PROXY protocol header was missing or invalid.
+    ProxyHeader,
+    /// The client's address (named by a PROXY header) was at its connection limit.
+    PerIp,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Error(kind) => write!(f, "i/o error: {kind}"),
+            CloseReason::ClientClosed => f.write_str("client closed"),
+            CloseReason::Reset => f.write_str("connection reset"),
+            reason => f.write_str(&reason.label().replace('_', " ")),
+        }
+    }
+}
+
+impl CloseReason {
+    /// Every reason's name in metrics, in the order of [`CloseReason::index`].
+    pub const LABELS: [&'static str; 13] = [
+        "quit",
+        "client_closed",
+        "idle_timeout",
+        "line_timeout",
+        "line_too_long",
+        "write_timeout",
+        "http_request",
+        "shutdown",
+        "reset",
+        "io_error",
+        "answered",
+        "proxy_header",
+        "per_ip",
+    ];
+
+    /// This reason's place in [`CloseReason::LABELS`] (every I/O error shares one).
+    pub fn index(self) -> usize {
+        match self {
+            CloseReason::Quit => 0,
+            CloseReason::ClientClosed => 1,
+            CloseReason::IdleTimeout => 2,
+            CloseReason::LineTimeout => 3,
+            CloseReason::LineTooLong => 4,
+            CloseReason::WriteTimeout => 5,
+            CloseReason::NotHttp => 6,
+            CloseReason::Shutdown => 7,
+            CloseReason::Reset => 8,
+            CloseReason::Error(_) => 9,
+            CloseReason::Answered => 10,
+            CloseReason::ProxyHeader => 11,
+            CloseReason::PerIp => 12,
+        }
+    }
+
+    /// The reason's name in metrics.
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// The reason a failed read or write gives.
+    pub fn from_error(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => CloseReason::Reset,
+            kind => CloseReason::Error(kind),
+        }
+    }
+
+    /// Whether the server still owes the client its pending output and an orderly close.
+    pub fn closes_gracefully(self) -> bool {
+        !matches!(
+            self,
+            CloseReason::WriteTimeout | CloseReason::Reset | CloseReason::Error(_)
+        )
+    }
 }
 
 /// What one call to [`Responder::respond`] did.
@@ -29,28 +125,28 @@ pub struct Batch {
     /// Whether at least one line was completed (a request, blank or not).
     pub completed_line: bool,
     /// Set when the session must end after sending `out`.
-    pub end: Option<End>,
+    pub end: Option<CloseReason>,
 }
 
-/// What a responder answered since its tally was last taken (for metrics).
+/// What a responder answered since its tally was last taken (for metrics). The counters are
+/// 32 bits to keep a session small: the server takes the tally at least once a second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     /// `TIME` requests.
-    pub time: u64,
+    pub time: u32,
     /// `QUIT` requests (and telnet end-of-file).
-    pub quit: u64,
+    pub quit: u32,
     /// Requests answered with an error line (unknown, extra arguments, HTTP).
-    pub other: u64,
-    /// `ERR unknown command` lines.
-    pub unknown_command: u64,
-    /// `ERR … takes no arguments` lines.
-    pub extra_arguments: u64,
-    /// HTTP requests refused.
-    pub not_http: u64,
-    /// `ERR line too long` lines.
-    pub line_too_long: u64,
-    /// `ERR request must end with CR LF` lines.
-    pub missing_line_end: u64,
+    pub other: u32,
+    /// Error lines sent, by [`ErrorKind`] (`errors[kind as usize]`).
+    pub errors: [u32; ErrorKind::ALL.len()],
+}
+
+impl Tally {
+    /// Counts an error line sent.
+    fn error(&mut self, reply: &ErrorReply<'_>) {
+        self.errors[reply.kind() as usize] += 1;
+    }
 }
 
 /// A session's protocol state: the partial line and the request count.
@@ -158,23 +254,25 @@ impl Responder {
                         }
                         Request::Quit => {
                             tally.quit += 1;
-                            end = Some(End::Quit);
+                            end = Some(CloseReason::Quit);
                         }
                         Request::ExtraArguments(command) => {
                             tally.other += 1;
-                            tally.extra_arguments += 1;
-                            ErrorReply::ExtraArguments(command).encode(out);
+                            let reply = ErrorReply::ExtraArguments(command);
+                            tally.error(&reply);
+                            reply.encode(out);
                         }
                         Request::Http => {
                             tally.other += 1;
-                            tally.not_http += 1;
+                            tally.error(&ErrorReply::NotHttp);
                             ErrorReply::NotHttp.encode(out);
-                            end = Some(End::NotHttp);
+                            end = Some(CloseReason::NotHttp);
                         }
                         Request::Unknown(word) => {
                             tally.other += 1;
-                            tally.unknown_command += 1;
-                            ErrorReply::UnknownCommand(word).encode(out);
+                            let reply = ErrorReply::UnknownCommand(word);
+                            tally.error(&reply);
+                            reply.encode(out);
                         }
                         Request::Blank => {}
                     }
@@ -192,19 +290,19 @@ impl Responder {
                     } => out.extend_from_slice(&[IAC, telnet::DONT, option]),
                     TelnetCommand::EndOfFile => {
                         self.tally.quit += 1;
-                        end = Some(End::Quit);
+                        end = Some(CloseReason::Quit);
                     }
                     TelnetCommand::Negotiate { .. }
                     | TelnetCommand::Interrupt
                     | TelnetCommand::AbortOutput => {}
                 },
                 Frame::TooLong => {
-                    self.tally.line_too_long += 1;
-                    ErrorReply::LineTooLong {
+                    let reply = ErrorReply::LineTooLong {
                         max: self.decoder.max_line(),
-                    }
-                    .encode(out);
-                    end = Some(End::LineTooLong);
+                    };
+                    self.tally.error(&reply);
+                    reply.encode(out);
+                    end = Some(CloseReason::LineTooLong);
                 }
             }
         }
@@ -220,7 +318,7 @@ impl Responder {
     pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
         let partial = self.decoder.finish() == Remainder::PartialLine;
         if partial {
-            self.tally.missing_line_end += 1;
+            self.tally.error(&ErrorReply::MissingLineEnd);
             ErrorReply::MissingLineEnd.encode(out);
         }
         partial
@@ -242,7 +340,7 @@ mod tests {
         )
     }
 
-    fn respond_all(input: &[u8]) -> (Vec<u8>, Option<End>) {
+    fn respond_all(input: &[u8]) -> (Vec<u8>, Option<CloseReason>) {
         let mut r = Responder::new(1024, Span::none());
         let mut out = Vec::new();
         let batch = r.respond(input, &mut out, &clock(), usize::MAX);
@@ -288,6 +386,51 @@ mod tests {
     }
 
     #[test]
+    fn each_close_reason_has_one_metric_label_and_one_log_text() {
+        let every_reason = [
+            (CloseReason::Quit, "quit", "quit"),
+            (CloseReason::ClientClosed, "client_closed", "client closed"),
+            (CloseReason::IdleTimeout, "idle_timeout", "idle timeout"),
+            (CloseReason::LineTimeout, "line_timeout", "line timeout"),
+            (CloseReason::LineTooLong, "line_too_long", "line too long"),
+            (CloseReason::WriteTimeout, "write_timeout", "write timeout"),
+            (CloseReason::NotHttp, "http_request", "http request"),
+            (CloseReason::Shutdown, "shutdown", "shutdown"),
+            (CloseReason::Reset, "reset", "connection reset"),
+            (
+                CloseReason::Error(io::ErrorKind::TimedOut),
+                "io_error",
+                "i/o error: timed out",
+            ),
+            (CloseReason::Answered, "answered", "answered"),
+            (CloseReason::ProxyHeader, "proxy_header", "proxy header"),
+            (CloseReason::PerIp, "per_ip", "per ip"),
+        ];
+        assert_eq!(every_reason.len(), CloseReason::LABELS.len());
+        for (i, (reason, label, text)) in every_reason.into_iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+            assert_eq!(reason.label(), label);
+            assert_eq!(reason.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn only_a_broken_connection_skips_the_orderly_close() {
+        assert!(CloseReason::Quit.closes_gracefully());
+        assert!(CloseReason::IdleTimeout.closes_gracefully());
+        assert!(!CloseReason::WriteTimeout.closes_gracefully());
+        assert!(!CloseReason::Reset.closes_gracefully());
+        assert!(!CloseReason::Error(io::ErrorKind::Other).closes_gracefully());
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(CloseReason::from_error(&reset), CloseReason::Reset);
+        let other = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(
+            CloseReason::from_error(&other),
+            CloseReason::Error(io::ErrorKind::TimedOut)
+        );
+    }
+
+    #[test]
     fn tallies_what_it_answered() {
         let mut r = Responder::new(32, Span::none());
         let mut out = Vec::new();
@@ -298,15 +441,21 @@ mod tests {
             usize::MAX,
         );
         let tally = r.take_tally();
+        let mut errors = [0; ErrorKind::ALL.len()];
+        for kind in [
+            ErrorKind::UnknownCommand,
+            ErrorKind::ExtraArguments,
+            ErrorKind::NotHttp,
+        ] {
+            errors[kind as usize] = 1;
+        }
         assert_eq!(
             tally,
             Tally {
                 time: 2,
+                quit: 0,
                 other: 3,
-                unknown_command: 1,
-                extra_arguments: 1,
-                not_http: 1,
-                ..Tally::default()
+                errors,
             }
         );
         assert_eq!(r.requests(), 5, "a blank line is no request");
@@ -316,7 +465,10 @@ mod tests {
         r.finish(&mut out);
         r.respond(b"0123456789", &mut out, &clock(), usize::MAX);
         let tally = r.take_tally();
-        assert_eq!((tally.missing_line_end, tally.line_too_long), (1, 1));
+        let mut errors = [0; ErrorKind::ALL.len()];
+        errors[ErrorKind::MissingLineEnd as usize] = 1;
+        errors[ErrorKind::LineTooLong as usize] = 1;
+        assert_eq!(tally.errors, errors);
     }
 
     #[test]
@@ -326,7 +478,7 @@ mod tests {
             String::from_utf8(out).expect("utf-8"),
             "JAM 08:05:09\r\nERR unknown command \"nope\" (try TIME or QUIT)\r\nERR TIME takes no arguments\r\n"
         );
-        assert_eq!(end, Some(End::Quit));
+        assert_eq!(end, Some(CloseReason::Quit));
     }
 
     #[test]
@@ -356,7 +508,7 @@ mod tests {
             let input = [b"TIME\r\n", quit, b"TIME\r\n"].concat();
             let batch = r.respond(&input, &mut out, &clock(), usize::MAX);
             assert_eq!(out, b"JAM 08:05:09\r\n");
-            assert_eq!(batch.end, Some(End::Quit));
+            assert_eq!(batch.end, Some(CloseReason::Quit));
             assert_eq!(r.take_tally().quit, 1, "{quit:?}");
         }
     }

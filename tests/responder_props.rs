@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jam::LocalClock;
 use jam::clock::{ManualClock, zone_by_name};
-use jam::responder::{End, Responder};
+use jam::responder::{CloseReason, Responder};
 use proptest::prelude::*;
 use tracing::Span;
 
@@ -19,7 +19,12 @@ fn clock() -> LocalClock {
 
 /// Feeds `input` in reads cut at `cuts`, with output cap `cap`, as a session does: unused input
 /// is offered again after the output is taken away. Returns all replies and how it ended.
-fn replies(input: &[u8], cuts: &[usize], cap: usize, max_line: usize) -> (Vec<u8>, Option<End>) {
+fn replies(
+    input: &[u8],
+    cuts: &[usize],
+    cap: usize,
+    max_line: usize,
+) -> (Vec<u8>, Option<CloseReason>) {
     let clock = clock();
     let mut responder = Responder::new(max_line, Span::none());
     let mut all = Vec::new();

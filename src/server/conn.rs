@@ -15,7 +15,6 @@
 //! [`LINGER_MAX_BYTES`]) so that late client bytes cannot turn the close into a reset that
 //! destroys the last replies in flight.
 
-use std::fmt;
 use std::io::{self, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -27,11 +26,11 @@ use tracing::{debug, debug_span, info, warn};
 
 use super::shared::{Shared, admit_address, canonical};
 use crate::config::LINGER_MAX_BYTES;
-use crate::metrics::Count;
+use crate::metrics::{Count, Refusal, RequestKind};
 use crate::per_ip::PerIpGuard;
-use crate::protocol::ErrorReply;
+use crate::protocol::{ErrorKind, ErrorReply};
 use crate::proxy::{self, ProxyError};
-use crate::responder::{End, Responder};
+use crate::responder::{CloseReason, Responder};
 use crate::service::{self, Service};
 
 /// How often a busy session hands its counts to the metrics (also on close): per-request
@@ -43,93 +42,6 @@ const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refusals that may linger at once; past that a refusal closes right after its error line.
 pub(super) const MAX_LINGERING_REFUSALS: usize = 32;
-
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client sent `QUIT` (or telnet end-of-file).
-    Quit,
-    /// The client closed its side of the connection.
-    ClientClosed,
-    /// No complete request within the idle timeout.
-    IdleTimeout,
-    /// A partial line was not completed within the line timeout.
-    LineTimeout,
-    /// A line exceeded the maximum length.
-    LineTooLong,
-    /// The client stopped reading and pending replies made no progress within the write timeout.
-    WriteTimeout,
-    /// The client sent an HTTP request.
-    NotHttp,
-    /// The server is shutting down.
-    Shutdown,
-    /// The connection was reset or broken by the peer.
-    Reset,
-    /// Another I/O error.
-    Error(io::ErrorKind),
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = match self {
-            CloseReason::Quit => "quit",
-            CloseReason::ClientClosed => "client closed",
-            CloseReason::IdleTimeout => "idle timeout",
-            CloseReason::LineTimeout => "line timeout",
-            CloseReason::LineTooLong => "line too long",
-            CloseReason::WriteTimeout => "write timeout",
-            CloseReason::NotHttp => "http request",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Reset => "connection reset",
-            CloseReason::Error(kind) => return write!(f, "i/o error: {kind}"),
-        };
-        f.write_str(text)
-    }
-}
-
-impl CloseReason {
-    fn from_error(e: &io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => CloseReason::Reset,
-            kind => CloseReason::Error(kind),
-        }
-    }
-
-    /// The metric this close is counted under.
-    fn count(self) -> Count {
-        match self {
-            CloseReason::Quit => Count::ClosedQuit,
-            CloseReason::ClientClosed => Count::ClosedClientClosed,
-            CloseReason::IdleTimeout => Count::ClosedIdleTimeout,
-            CloseReason::LineTimeout => Count::ClosedLineTimeout,
-            CloseReason::LineTooLong => Count::ClosedLineTooLong,
-            CloseReason::WriteTimeout => Count::ClosedWriteTimeout,
-            CloseReason::NotHttp => Count::ClosedHttp,
-            CloseReason::Shutdown => Count::ClosedShutdown,
-            CloseReason::Reset => Count::ClosedReset,
-            CloseReason::Error(_) => Count::ClosedError,
-        }
-    }
-
-    /// The error line the server sent on its own before this close, if any.
-    fn error_line(self) -> Option<Count> {
-        match self {
-            CloseReason::IdleTimeout => Some(Count::ErrorIdleTimeout),
-            CloseReason::LineTimeout => Some(Count::ErrorLineTimeout),
-            _ => None,
-        }
-    }
-
-    /// Whether the server still owes the client its pending output and an orderly close.
-    fn closes_gracefully(self) -> bool {
-        !matches!(
-            self,
-            CloseReason::WriteTimeout | CloseReason::Reset | CloseReason::Error(_)
-        )
-    }
-}
 
 /// What the event loop lends a connection while it handles an event.
 pub(super) struct Ctx<'a> {
@@ -339,6 +251,9 @@ impl Conn {
             shared.refusing.fetch_sub(1, Ordering::AcqRel);
         }
         self._active = None;
+        if let Some(line) = &line {
+            shared.metrics.add(Count::Error(line.kind()), 1);
+        }
         self.out = line.map(|l| l.to_bytes()).unwrap_or_default();
         self.write_progress = ctx.now;
         self.phase = Phase::Closing(Closing {
@@ -399,7 +314,7 @@ impl Conn {
                 };
                 self.write_progress = ctx.now;
                 self.phase = Phase::Closing(Closing {
-                    reason: CloseReason::Quit,
+                    reason: CloseReason::Answered,
                     report: Report::Answer {
                         service: self.service,
                         bytes: self.out.len(),
@@ -490,6 +405,7 @@ impl Conn {
                     if self.out.is_empty() {
                         self.write_progress = now;
                     }
+                    ctx.shared.metrics.add(Count::Error(line.kind()), 1);
                     line.encode(&mut self.out);
                     s.ending = Some(reason);
                 }
@@ -507,7 +423,9 @@ impl Conn {
     /// still waiting for its PROXY header closes now.
     pub(super) fn begin_drain(&mut self, ctx: &mut Ctx<'_>) -> Next {
         if let Phase::Header(_) = self.phase {
-            ctx.shared.metrics.add(Count::ClosedShutdown, 1);
+            ctx.shared
+                .metrics
+                .add(Count::Closed(CloseReason::Shutdown), 1);
             return Next::Done;
         }
         self.drive(ctx)
@@ -519,7 +437,9 @@ impl Conn {
             Phase::Serving(s) => s.ending.unwrap_or(CloseReason::Shutdown),
             Phase::Closing(c) => c.reason,
             Phase::Header(_) => {
-                ctx.shared.metrics.add(Count::ClosedShutdown, 1);
+                ctx.shared
+                    .metrics
+                    .add(Count::Closed(CloseReason::Shutdown), 1);
                 return;
             }
         };
@@ -576,7 +496,7 @@ impl Conn {
             Err(line) => {
                 // Counted as accepted before the header named the client: it is closed for its
                 // address, so the counts still add up.
-                ctx.shared.metrics.add(Count::ClosedPerIp, 1);
+                ctx.shared.metrics.add(Count::Closed(CloseReason::PerIp), 1);
                 self.refuse(line, ctx);
                 Step::Again
             }
@@ -586,8 +506,8 @@ impl Conn {
     fn header_refused(&mut self, error: ProxyError, ctx: &Ctx<'_>) {
         let shared = ctx.shared;
         shared.metrics.add_all(&[
-            (Count::RefusedProxyHeader, 1),
-            (Count::ClosedProxyHeader, 1),
+            (Count::Refused(Refusal::ProxyHeader), 1),
+            (Count::Closed(CloseReason::ProxyHeader), 1),
         ]);
         debug!(conn = self.id, peer = %self.peer, error = %error, "PROXY header refused");
         if let Ok(mut limit) = shared.proxy_warning.lock()
@@ -757,7 +677,7 @@ impl Conn {
             {
                 *sent = true;
                 ctx.shared.metrics.add_all(&[
-                    (Count::ClosedAnswered, 1),
+                    (Count::Closed(CloseReason::Answered), 1),
                     (Count::SentBytes, *bytes as u64),
                 ]);
                 info!(conn = self.id, peer = %self.peer, service = %service, "time sent");
@@ -802,7 +722,12 @@ impl Conn {
                 sent: false,
                 ..
             } => {
-                ctx.shared.metrics.add(Count::ClosedError, 1);
+                let reason = match reason {
+                    // Unsent without an error of its own: the shutdown grace period ran out.
+                    CloseReason::Answered => CloseReason::Shutdown,
+                    reason => reason,
+                };
+                ctx.shared.metrics.add(Count::Closed(reason), 1);
                 debug!(conn = self.id, peer = %self.peer, service = %service, reason = %reason, "answer not sent");
             }
             Report::Answer { .. } | Report::Nothing => {}
@@ -812,10 +737,7 @@ impl Conn {
 
     fn log_closed(&self, requests: u64, from_balancer: bool, reason: CloseReason, ctx: &Ctx<'_>) {
         let shared = ctx.shared;
-        shared.metrics.add(reason.count(), 1);
-        if let Some(line) = reason.error_line() {
-            shared.metrics.add(line, 1);
-        }
+        shared.metrics.add(Count::Closed(reason), 1);
         let duration_ms = ctx.now.duration_since(self.opened).as_millis() as u64;
         if from_balancer {
             debug!(conn = self.id, peer = %self.peer, requests, duration_ms, reason = %reason, "balancer connection closed");
@@ -861,12 +783,8 @@ impl Session {
         let batch = self
             .responder
             .respond(input, out, &shared.clock, shared.config.max_output);
-        if let Some(end) = batch.end {
-            self.ending = Some(match end {
-                End::Quit => CloseReason::Quit,
-                End::LineTooLong => CloseReason::LineTooLong,
-                End::NotHttp => CloseReason::NotHttp,
-            });
+        if batch.end.is_some() {
+            self.ending = batch.end;
         }
         if batch.completed_line {
             self.last_request = now;
@@ -890,17 +808,15 @@ impl Session {
         self.uncounted = false;
         let t = self.responder.take_tally();
         ctx.shared.metrics.add_all(&[
-            (Count::RequestTime, t.time),
-            (Count::RequestQuit, t.quit),
-            (Count::RequestOther, t.other),
-            (Count::ErrorUnknownCommand, t.unknown_command),
-            (Count::ErrorExtraArguments, t.extra_arguments),
-            (Count::ErrorNotHttp, t.not_http),
-            (Count::ErrorLineTooLong, t.line_too_long),
-            (Count::ErrorMissingLineEnd, t.missing_line_end),
+            (Count::Request(RequestKind::Time), t.time.into()),
+            (Count::Request(RequestKind::Quit), t.quit.into()),
+            (Count::Request(RequestKind::Other), t.other.into()),
             (Count::ReceivedBytes, std::mem::take(&mut self.received)),
             (Count::SentBytes, std::mem::take(&mut self.sent)),
         ]);
+        ctx.shared.metrics.add_all(
+            &ErrorKind::ALL.map(|kind| (Count::Error(kind), t.errors[kind as usize].into())),
+        );
     }
 }
 

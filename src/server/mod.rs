@@ -13,7 +13,6 @@ mod conn;
 mod shared;
 mod worker;
 
-pub use conn::CloseReason;
 pub use shared::Stats;
 
 use shared::Shared;

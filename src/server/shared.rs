@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use crate::clock::LocalClock;
 use crate::config::ServerConfig;
-use crate::metrics::{Count, Metrics};
+use crate::metrics::{AcceptError, Count, Metrics, Refusal};
 use crate::per_ip::{OverLimit, PerIp, PerIpGuard};
 use crate::protocol::ErrorReply;
 use crate::service::Service;
@@ -27,8 +27,6 @@ pub(crate) struct Shared {
     /// Connections open now (sessions, answers and refusals being closed).
     pub(crate) active: AtomicUsize,
     pub(crate) next_id: AtomicU64,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) rejected: AtomicU64,
     /// Refusals lingering now: past [`conn::MAX_LINGERING_REFUSALS`] a refusal closes at once,
     /// so a flood cannot use the descriptors kept free for them.
     pub(crate) refusing: AtomicUsize,
@@ -63,8 +61,6 @@ impl Shared {
             clock,
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            accepted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
             refusing: AtomicUsize::new(0),
             busy_warning: Mutex::new(RateLimit::new(WARN_INTERVAL)),
             proxy_warning: Mutex::new(RateLimit::new(WARN_INTERVAL)),
@@ -80,11 +76,20 @@ impl Shared {
             .is_some_and(CancellationToken::is_cancelled)
     }
 
+    /// The counts so far, read from the metrics (the one place they are kept).
     pub(crate) fn stats(&self) -> Stats {
+        let total = |counts: &[Count]| counts.iter().map(|&c| self.metrics.total(c)).sum();
         Stats {
             active: self.active.load(Ordering::Relaxed),
-            accepted: self.accepted.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
+            accepted: total(&[
+                Count::Accepted(Service::Jam),
+                Count::Accepted(Service::Time),
+                Count::Accepted(Service::Daytime),
+            ]),
+            rejected: total(&[
+                Count::Refused(Refusal::Busy),
+                Count::Refused(Refusal::PerIp),
+            ]),
         }
     }
 }
@@ -92,15 +97,6 @@ impl Shared {
 /// `::ffff:a.b.c.d` (an IPv4 client on a dual-stack socket) shown as `a.b.c.d`.
 pub(crate) fn canonical(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
-}
-
-/// How an `accept()` error is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AcceptError {
-    /// Only the connection being accepted failed: accept the next one at once.
-    Connection,
-    /// The process or system is out of something (descriptors, memory): pause, then retry.
-    Resources,
 }
 
 /// Sorts an `accept()` error. Anything not known to concern one connection is treated as a
@@ -197,9 +193,8 @@ pub(crate) fn admit_address(
         Ok(guard) => Ok(Some(guard)),
         Err(OverLimit { key, warn }) => {
             let max = per_ip.max();
-            shared.metrics.add(Count::RefusedPerIp, 1);
-            shared.rejected.fetch_add(1, Ordering::Relaxed);
-            debug!(%peer, %service, reason = "per_ip", "too many connections from this address; turning connection away");
+            shared.metrics.add(Count::Refused(Refusal::PerIp), 1);
+            debug!(%peer, %service, reason = Refusal::PerIp.label(), "too many connections from this address; turning connection away");
             if warn {
                 warn!(
                     address = %key,
@@ -208,7 +203,6 @@ pub(crate) fn admit_address(
                 );
             }
             if service == Service::Jam {
-                shared.metrics.add(Count::ErrorPerIp, 1);
                 Err(Some(ErrorReply::TooManyFromAddress { max }))
             } else {
                 Err(None)

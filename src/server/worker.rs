@@ -10,7 +10,6 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -20,9 +19,9 @@ use tracing::{debug, warn};
 
 use super::conn::{ActiveSlot, Conn, Ctx, Next, READS_PER_TURN};
 use super::shared::{
-    AcceptError, Backoff, RateLimit, Shared, WARN_INTERVAL, admit_address, canonical, classify,
+    Backoff, RateLimit, Shared, WARN_INTERVAL, admit_address, canonical, classify,
 };
-use crate::metrics::Count;
+use crate::metrics::{AcceptError, Count, Refusal};
 use crate::protocol::ErrorReply;
 use crate::service::Service;
 
@@ -220,12 +219,13 @@ impl Worker {
                     self.admit(stream, canonical(peer), service, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if classify(&e) == AcceptError::Connection => {
-                    self.shared.metrics.add(Count::AcceptErrorConnection, 1);
-                    debug!(error = %e, "accept failed for one connection; continuing");
-                }
                 Err(e) => {
-                    self.shared.metrics.add(Count::AcceptErrorResources, 1);
+                    let kind = classify(&e);
+                    self.shared.metrics.add(Count::AcceptError(kind), 1);
+                    if kind == AcceptError::Connection {
+                        debug!(error = %e, "accept failed for one connection; continuing");
+                        continue;
+                    }
                     let pause = self.backoff.next();
                     if let Some(suppressed) = self.accept_warning.allow(now) {
                         warn!(
@@ -253,15 +253,14 @@ impl Worker {
         let shared = self.shared.clone();
         let conn = match ActiveSlot::take(&shared) {
             None => {
-                shared.metrics.add(Count::RefusedBusy, 1);
-                let rejected = shared.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-                debug!(%peer, %service, reason = "busy", "server busy; turning connection away");
+                shared.metrics.add(Count::Refused(Refusal::Busy), 1);
+                debug!(%peer, %service, reason = Refusal::Busy.label(), "server busy; turning connection away");
                 if let Ok(mut limit) = shared.busy_warning.lock()
                     && let Some(suppressed) = limit.allow(now)
                 {
                     warn!(
                         max_connections = shared.config.max_connections,
-                        rejected_total = rejected,
+                        rejected_total = shared.stats().rejected,
                         suppressed,
                         "connection limit reached; new connections get ERR server busy"
                     );
@@ -270,7 +269,6 @@ impl Worker {
                     // An RFC 868 client would read "ERR server busy" as a time: just close.
                     return;
                 }
-                shared.metrics.add(Count::ErrorServerBusy, 1);
                 Conn::refused(stream, peer, Some(ErrorReply::ServerBusy), &self.ctx(now))
             }
             Some(slot) => {
@@ -282,15 +280,7 @@ impl Worker {
                 };
                 match per_ip {
                     Ok(guard) => {
-                        shared.accepted.fetch_add(1, Ordering::Relaxed);
-                        shared.metrics.add(
-                            match service {
-                                Service::Jam => Count::AcceptedJam,
-                                Service::Time => Count::AcceptedTime,
-                                Service::Daytime => Count::AcceptedDaytime,
-                            },
-                            1,
-                        );
+                        shared.metrics.add(Count::Accepted(service), 1);
                         Conn::accepted(stream, peer, service, slot, guard, &self.ctx(now))
                     }
                     Err(None) => return,
