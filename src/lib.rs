@@ -5,29 +5,31 @@
 //! session; blank lines are ignored; anything else gets one `ERR …` line and the session goes on.
 //! Every complete request is answered, in order, however the bytes are split or batched.
 //!
-//! | module | owns |
-//! |---|---|
-//! | [`protocol`] | request parsing and reply encoding, no I/O |
-//! | [`codec`] | line framing with a length cap, telnet command removal |
-//! | [`responder`] | a session's protocol core without I/O: input bytes in, replies out |
-//! | [`reply`] | server replies as a client reads them: the exact form and the course variants |
-//! | [`clock`] | the time source behind a trait; local time per second, cached |
-//! | [`config`] | every server limit with its default; value parsers |
-//! | [`listener`] | binding the dual-stack listener and `--listen` addresses; waiting out held ports |
-//! | [`ports`] | the kernel's port tables: listeners, the ephemeral range, reserved ports |
-//! | [`proxy`] | PROXY protocol v1/v2 headers from load balancers: the real client address |
-//! | [`server`] | the event loops (mio, one per thread): accept, limits, each connection from accept to close, deadlines, shutdown |
-//! | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
-//! | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
-//! | [`per_ip`] | open connections per client address (IPv4, IPv6 /64) for `--max-connections-per-ip` |
-//! | [`privileges`] | `--user`/`--group`: dropping root once the ports are bound |
-//! | [`metrics`] | per-thread counters, the OpenMetrics rendering, the `--metrics` HTTP endpoint |
-//! | [`logging`] | non-blocking text/JSON logs for the binaries |
-//! | [`client`] | async client, target parsing, clock-offset estimation |
-//! | [`bench`] | the `jam bench` load generator |
-//! | [`check`] | `jam check`: the grader that runs the assignment's cases against any time server |
-//! | [`systemd`] | socket activation and `Type=notify` readiness |
-//! | [`generate`] | `--generate`: shell completions and man pages from the clap definitions |
+//! The modules form layers: a module imports only from its own layer and the layers listed before
+//! it.
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | pure core (no I/O) | [`codec`] | line framing with a length cap, telnet command removal |
+//! | | [`protocol`] | request parsing and reply encoding; error lines and their kinds |
+//! | | [`responder`] | a session's protocol core: input bytes in, replies out; why a session ends |
+//! | | [`clock`] | the time source behind a trait; local time per second, cached |
+//! | | [`reply`] | server replies as a client reads them: the exact form and the course variants |
+//! | | [`config`] | every server limit with its default; value parsers |
+//! | | [`per_ip`] | open connections per client address (IPv4, IPv6 /64) for `--max-connections-per-ip` |
+//! | | [`proxy`] | PROXY protocol v1/v2 headers from load balancers: the real client address |
+//! | | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
+//! | server | [`metrics`] | per-thread counters, the OpenMetrics rendering, the `--metrics` HTTP endpoint |
+//! | | [`server`] | the event loops (mio, one per thread): accept, limits, each connection from accept to close, deadlines, shutdown |
+//! | | [`listener`], [`ports`] | binding the dual-stack listener and `--listen` addresses; the kernel's port tables, held ports |
+//! | | [`systemd`] | socket activation and `Type=notify` readiness |
+//! | | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
+//! | | [`privileges`] | `--user`/`--group`: dropping root once the ports are bound |
+//! | client tools | [`client`] | async client, target parsing, clock-offset estimation |
+//! | | [`bench`] | the `jam bench` load generator |
+//! | | [`check`] | `jam check`: the grader that runs the assignment's cases against any time server |
+//! | binaries' shared parts | [`logging`] | non-blocking text/JSON logs |
+//! | | [`generate`] | `--generate`: shell completions and man pages from the clap definitions |
 
 pub mod bench;
 pub mod check;
