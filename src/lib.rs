@@ -26,7 +26,7 @@
 //! | | [`timesync`] | the kernel's clock-synchronisation state and the watcher that logs it |
 //! | | [`privileges`] | `--user`/`--group`: dropping root once the ports are bound |
 //! | client tools | [`client`] | async client, target parsing, clock-offset estimation |
-//! | | [`bench`] | the `jam bench` load generator |
+//! | | [`bench`](mod@bench) | the `jam bench` load generator |
 //! | | [`check`] | `jam check`: the grader that runs the assignment's cases against any time server |
 //! | binaries' shared parts | [`logging`] | non-blocking text/JSON logs |
 //! | | [`generate`] | `--generate`: shell completions and man pages from the clap definitions |
