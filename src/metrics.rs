@@ -581,6 +581,7 @@ mod tests {
             CloseReason::Answered,
             CloseReason::ProxyHeader,
             CloseReason::PerIp,
+            CloseReason::Internal,
         ]
         .map(|r| (Count::Closed(r), "reason", r.label()));
         let all: Vec<_> = samples.into_iter().chain(errors).chain(closes).collect();

@@ -43,6 +43,8 @@ pub enum CloseReason {
     ProxyHeader,
     /// The client's address (named by a PROXY header) was at its connection limit.
     PerIp,
+    /// A bug: handling the connection panicked. The connection is dropped; the others go on.
+    Internal,
 }
 
 impl fmt::Display for CloseReason {
@@ -51,6 +53,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Error(kind) => write!(f, "i/o error: {kind}"),
             CloseReason::ClientClosed => f.write_str("client closed"),
             CloseReason::Reset => f.write_str("connection reset"),
+            CloseReason::Internal => f.write_str("internal error"),
             reason => f.write_str(&reason.label().replace('_', " ")),
         }
     }
@@ -58,7 +61,7 @@ impl fmt::Display for CloseReason {
 
 impl CloseReason {
     /// Every reason's name in metrics, in the order of [`CloseReason::index`].
-    pub const LABELS: [&'static str; 13] = [
+    pub const LABELS: [&'static str; 14] = [
         "quit",
         "client_closed",
         "idle_timeout",
@@ -72,6 +75,7 @@ impl CloseReason {
         "answered",
         "proxy_header",
         "per_ip",
+        "internal_error",
     ];
 
     /// This reason's place in [`CloseReason::LABELS`] (every I/O error shares one).
@@ -90,6 +94,7 @@ impl CloseReason {
             CloseReason::Answered => 10,
             CloseReason::ProxyHeader => 11,
             CloseReason::PerIp => 12,
+            CloseReason::Internal => 13,
         }
     }
 
@@ -112,7 +117,10 @@ impl CloseReason {
     pub fn closes_gracefully(self) -> bool {
         !matches!(
             self,
-            CloseReason::WriteTimeout | CloseReason::Reset | CloseReason::Error(_)
+            CloseReason::WriteTimeout
+                | CloseReason::Reset
+                | CloseReason::Error(_)
+                | CloseReason::Internal
         )
     }
 }
@@ -405,6 +413,7 @@ mod tests {
             (CloseReason::Answered, "answered", "answered"),
             (CloseReason::ProxyHeader, "proxy_header", "proxy header"),
             (CloseReason::PerIp, "per_ip", "per ip"),
+            (CloseReason::Internal, "internal_error", "internal error"),
         ];
         assert_eq!(every_reason.len(), CloseReason::LABELS.len());
         for (i, (reason, label, text)) in every_reason.into_iter().enumerate() {
@@ -421,6 +430,7 @@ mod tests {
         assert!(!CloseReason::WriteTimeout.closes_gracefully());
         assert!(!CloseReason::Reset.closes_gracefully());
         assert!(!CloseReason::Error(io::ErrorKind::Other).closes_gracefully());
+        assert!(!CloseReason::Internal.closes_gracefully());
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert_eq!(CloseReason::from_error(&reset), CloseReason::Reset);
         let other = io::Error::from(io::ErrorKind::TimedOut);

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use tracing::{debug, debug_span, info, warn};
+use tracing::{debug, debug_span, error, info, warn};
 
 use super::shared::{Shared, admit_address, canonical};
 use crate::config::LINGER_MAX_BYTES;
@@ -328,6 +328,22 @@ impl Conn {
                 });
             }
         }
+    }
+
+    /// Handling this connection panicked (a bug): it is counted and logged before it is dropped.
+    pub(super) fn crashed(&self, ctx: &Ctx<'_>) {
+        // A refusal was never counted as accepted, so its close is not counted either.
+        if self._active.is_some() {
+            ctx.shared
+                .metrics
+                .add(Count::Closed(CloseReason::Internal), 1);
+        }
+        error!(
+            conn = self.id,
+            peer = %self.peer,
+            reason = %CloseReason::Internal,
+            "a bug ended this connection (please report it); the others are served on"
+        );
     }
 
     /// Handles whatever the socket is ready for (or whatever may have become possible).

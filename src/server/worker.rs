@@ -9,6 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -332,7 +333,17 @@ impl Worker {
             read_closed,
             reads_left: READS_PER_TURN,
         };
-        match f(conn, &mut ctx) {
+        // A bug in one connection's handling must not end the loop and every connection on it:
+        // that connection is dropped, the loop goes on (each connection's state is its own, and
+        // the loop's buffers are cleared before each use).
+        let next = match panic::catch_unwind(AssertUnwindSafe(|| f(conn, &mut ctx))) {
+            Ok(next) => next,
+            Err(_) => {
+                conn.crashed(&ctx);
+                Next::Done
+            }
+        };
+        match next {
             Next::Done => {
                 let mut conn = self.conns.remove(key);
                 let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -402,5 +413,85 @@ impl Worker {
             conn.abandon(&mut ctx);
         }
         self.conns.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+
+    use super::*;
+    use crate::clock::LocalClock;
+    use crate::config::ServerConfig;
+    use crate::metrics::Count;
+    use crate::responder::CloseReason;
+
+    /// Polls `done` every 10 ms for up to 5 s.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{what} did not happen within 5 s");
+    }
+
+    #[test]
+    fn a_panic_while_handling_one_connection_closes_it_and_the_loop_serves_the_others() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared::new(ServerConfig::default(), LocalClock::system()));
+        let (closed_tx, _closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut worker =
+            Worker::new(0, &[(listener, Service::Jam)], shared.clone(), closed_tx).expect("loop");
+        let mut hit = TcpStream::connect(addr).expect("connect");
+        let mut other = TcpStream::connect(addr).expect("connect");
+        eventually("both accepted", || {
+            worker.accept(0, Instant::now());
+            worker.conns.len() == 2
+        });
+        // Accepted in the order they connected: the first has the smaller id.
+        let key_of = |worker: &Worker, first: bool| {
+            let ids = worker.conns.iter().map(|(key, conn)| (conn.id, key));
+            if first { ids.min() } else { ids.max() }.map(|(_, key)| key)
+        };
+        let (hit_key, other_key) = (key_of(&worker, true), key_of(&worker, false));
+
+        worker.handle(hit_key.expect("hit"), Instant::now(), false, |_, _| {
+            panic!("a bug in one connection's handling")
+        });
+
+        assert_eq!(
+            worker.conns.len(),
+            1,
+            "the connection that panicked is gone"
+        );
+        hit.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(hit.read(&mut byte), Ok(0) | Err(_)),
+            "its client sees the connection closed"
+        );
+        assert_eq!(
+            shared.metrics.total(Count::Closed(CloseReason::Internal)),
+            1
+        );
+
+        other.write_all(b"TIME\r\n").expect("send");
+        other.set_nonblocking(true).expect("nonblocking");
+        let mut reply = Vec::new();
+        let other_key = other_key.expect("other");
+        eventually("the other connection answered", || {
+            worker.on_event(other_key, false, Instant::now());
+            let mut buf = [0u8; 64];
+            if let Ok(n) = other.read(&mut buf) {
+                reply.extend_from_slice(&buf[..n]);
+            }
+            reply.ends_with(b"\r\n")
+        });
+        assert!(reply.starts_with(b"JAM "), "{reply:?}");
     }
 }
