@@ -279,8 +279,8 @@ impl Client {
     pub async fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            if let Some(end) = memchr::memchr(b'\n', &self.pending) {
-                return Ok(Some(self.pending.drain(..=end).collect()));
+            if let Some(n) = crate::reply::line_len(&self.pending) {
+                return Ok(Some(self.pending.drain(..n).collect()));
             }
             if self.pending.len() >= MAX_REPLY {
                 return Err(ClientError::InvalidReply(format!(

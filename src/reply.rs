@@ -7,14 +7,17 @@
 //! |---|---|
 //! | a date before the time | `JAM 30-11-2026 02:15:05\r\n`, `JAM 30 11 2026 …`, `JAM 2026-11-30 …`, `JAM 30/11/2026 …`, `JAM 09 05 25 …` |
 //! | no `JAM ` prefix | `02:15:05\r\n`, `30 11 2026 02:22:34\r\n` |
+//! | another prefix | `TIME 02:15:05\r\n`, `Waktu: 02:15:05\r\n` |
+//! | something after the seconds | `JAM 02:15:05 \r\n`, `JAM 02:15:05 WIB\r\n` |
 //! | LF only | `JAM 02:15:05\n` |
+//! | LF then CR | `JAM 02:15:05\n\r` |
 //! | no line end | `JAM 02:15:05` and then nothing (the client saw the connection close or go quiet) |
 //! | not zero-padded | `JAM 2:15:5\r\n` |
 //!
 //! [`Reply::parse`] is the one parser every command uses; strict callers (benchmarks, `--strict`,
 //! `jam check`'s `time-format`) accept only [`TimeReply::is_exact`] replies.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use crate::clock::TimeOfDay;
 
@@ -25,6 +28,8 @@ pub enum LineEnd {
     CrLf,
     /// LF without CR.
     Lf,
+    /// LF then CR: the two bytes in the wrong order (see [`line_len`]).
+    LfCr,
     /// No LF at all: the bytes stopped (the server closed, or sent nothing more).
     Missing,
 }
@@ -35,10 +40,109 @@ impl LineEnd {
     pub fn split(raw: &[u8]) -> (&[u8], LineEnd) {
         match raw {
             [text @ .., b'\r', b'\n'] => (text, LineEnd::CrLf),
+            [text @ .., b'\n', b'\r'] => (text, LineEnd::LfCr),
             [text @ .., b'\n'] => (text, LineEnd::Lf),
             text => (text, LineEnd::Missing),
         }
     }
+}
+
+/// The length of the first reply line in `buf`, its line end included, or `None` while no LF has
+/// come. A CR right after an LF that has no CR before it is taken into that line: a server that
+/// writes `\n\r` would otherwise start every later line with a stray CR. Readers must call this
+/// with all the bytes they hold, so the CR is seen when it came in the same segment.
+pub fn line_len(buf: &[u8]) -> Option<usize> {
+    let lf = memchr::memchr(b'\n', buf)?;
+    let after_cr = lf > 0 && buf[lf - 1] == b'\r';
+    Some(if !after_cr && buf.get(lf + 1) == Some(&b'\r') {
+        lf + 2
+    } else {
+        lf + 1
+    })
+}
+
+/// A short run of bytes kept inline, so that a [`TimeReply`] stays `Copy`: a prefix other than
+/// `JAM `, or what follows the seconds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Word {
+    bytes: [u8; Word::MAX],
+    len: u8,
+}
+
+impl Word {
+    /// Longest word kept.
+    pub const MAX: usize = 15;
+
+    fn new(bytes: &[u8]) -> Option<Word> {
+        if bytes.is_empty() || bytes.len() > Word::MAX {
+            return None;
+        }
+        let mut word = Word {
+            bytes: [0; Word::MAX],
+            len: bytes.len() as u8,
+        };
+        word.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(word)
+    }
+
+    /// The bytes as sent.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// How a time reply begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// `JAM `, as the protocol asks.
+    Jam,
+    /// Nothing: the reply starts with the date or the time.
+    Missing,
+    /// Another word, e.g. `TIME` (a server that prefixes its answer with the request's name).
+    Other(Word),
+}
+
+/// Bytes as a string literal a student can read: `\r`, `\n`, `\t`, `\"`, `\\` and `\xNN` for
+/// other control bytes and invalid UTF-8; cut after 120 characters with `...`. Every client tool
+/// shows a server's bytes with this one function.
+pub fn show(bytes: &[u8]) -> String {
+    const MAX: usize = 120;
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\r' => out.push_str("\\r"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_ascii_control() => {
+                    let _ = write!(out, "\\x{:02X}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:X}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02X}");
+        }
+        if out.chars().count() > MAX {
+            break;
+        }
+    }
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX - 3).collect();
+        out.push_str("...");
+    }
+    out
 }
 
 /// The order of a date's fields.
@@ -86,10 +190,12 @@ pub struct TimeReply {
     pub time: TimeOfDay,
     /// A date before the time, if any.
     pub date: Option<Date>,
-    /// The `JAM ` prefix was there.
-    pub prefix: bool,
+    /// How the reply begins.
+    pub prefix: Prefix,
     /// Every field of the time had two digits.
     pub padded: bool,
+    /// Bytes between the seconds and the line end (a space, a zone name), if any.
+    pub trailing: Option<Word>,
     /// How the line ended.
     pub line_end: LineEnd,
 }
@@ -97,7 +203,11 @@ pub struct TimeReply {
 impl TimeReply {
     /// The reply is exactly `JAM hh:mm:ss` CR LF.
     pub fn is_exact(&self) -> bool {
-        self.date.is_none() && self.prefix && self.padded && self.line_end == LineEnd::CrLf
+        self.date.is_none()
+            && self.prefix == Prefix::Jam
+            && self.padded
+            && self.trailing.is_none()
+            && self.line_end == LineEnd::CrLf
     }
 
     /// Each way the reply differs from the exact form, in words (empty when exact).
@@ -106,15 +216,21 @@ impl TimeReply {
         if let Some(date) = self.date {
             out.push(Difference::Date(date));
         }
-        if !self.prefix {
-            out.push(Difference::NoPrefix);
+        match self.prefix {
+            Prefix::Jam => {}
+            Prefix::Missing => out.push(Difference::NoPrefix),
+            Prefix::Other(word) => out.push(Difference::OtherPrefix(word)),
         }
         if !self.padded {
             out.push(Difference::NotPadded);
         }
+        if let Some(word) = self.trailing {
+            out.push(Difference::Trailing(word));
+        }
         match self.line_end {
             LineEnd::CrLf => {}
             LineEnd::Lf => out.push(Difference::LfOnly),
+            LineEnd::LfCr => out.push(Difference::LfCr),
             LineEnd::Missing => out.push(Difference::NoLineEnd),
         }
         out
@@ -134,10 +250,16 @@ pub enum Difference {
     Date(Date),
     /// The line does not start with `JAM `.
     NoPrefix,
+    /// The line starts with another word (`TIME 12:00:00`).
+    OtherPrefix(Word),
     /// A field of the time has one digit.
     NotPadded,
+    /// Bytes come between the seconds and the line end.
+    Trailing(Word),
     /// The line ends in LF without CR.
     LfOnly,
+    /// The line ends in LF then CR.
+    LfCr,
     /// The line has no line end at all.
     NoLineEnd,
 }
@@ -150,8 +272,17 @@ impl Difference {
                 "send the time alone: format it with strftime(\"%H:%M:%S\"), without the date"
             }
             Difference::NoPrefix => "start the reply with \"JAM \"",
+            Difference::OtherPrefix(_) => {
+                "start the reply with \"JAM \" (the word the assignment names), not another word"
+            }
             Difference::NotPadded => "pad hours, minutes and seconds to two digits (%H:%M:%S)",
+            Difference::Trailing(_) => {
+                "send nothing between the seconds and the line end: f\"JAM {now:%H:%M:%S}\\r\\n\""
+            }
             Difference::LfOnly => "end each reply with \"\\r\\n\" (CR LF), not \"\\n\"",
+            Difference::LfCr => {
+                "end each reply with \"\\r\\n\": CR (13) first, then LF (10), not \"\\n\\r\""
+            }
             Difference::NoLineEnd => "end each reply with \"\\r\\n\" (CR LF)",
         }
     }
@@ -162,8 +293,17 @@ impl fmt::Display for Difference {
         match self {
             Difference::Date(date) => write!(f, "a date before the time ({})", date.pattern()),
             Difference::NoPrefix => f.write_str("no \"JAM \" prefix"),
+            Difference::OtherPrefix(word) => write!(
+                f,
+                "\"{}\" instead of the \"JAM \" prefix",
+                String::from_utf8_lossy(word.as_bytes())
+            ),
             Difference::NotPadded => f.write_str("not zero-padded"),
+            Difference::Trailing(word) => {
+                write!(f, "\"{}\" after the seconds", show(word.as_bytes()))
+            }
             Difference::LfOnly => f.write_str("LF only, not CR LF"),
+            Difference::LfCr => f.write_str("LF CR, not CR LF"),
             Difference::NoLineEnd => f.write_str("no line end"),
         }
     }
@@ -204,14 +344,30 @@ impl<'a> Reply<'a> {
 }
 
 fn parse_time(text: &[u8], line_end: LineEnd) -> Option<TimeReply> {
+    let (text, trailing) = split_trailing(text);
     let (prefix, body) = match text.strip_prefix(b"JAM ") {
-        Some(body) => (true, body),
-        None => (false, text),
+        Some(body) => (Prefix::Jam, body),
+        None => (Prefix::Missing, text),
     };
-    // The time is the last space-separated field; a date, if any, is everything before it.
-    let (date, time) = match body.iter().rposition(|&b| b == b' ') {
-        Some(i) => (Some(parse_date(&body[..i])?), &body[i + 1..]),
-        None => (None, body),
+    // The time is the last space-separated field; before it, a date, another prefix word, or
+    // another prefix word and then a date.
+    let (date, prefix, time) = match body.iter().rposition(|&b| b == b' ') {
+        None => (None, prefix, body),
+        Some(i) => {
+            let (before, time) = (&body[..i], &body[i + 1..]);
+            match parse_date(before) {
+                Some(date) => (Some(date), prefix, time),
+                None if prefix == Prefix::Jam => return None,
+                None => match before.iter().rposition(|&b| b == b' ') {
+                    Some(j) if parse_date(&before[j + 1..]).is_some() => (
+                        parse_date(&before[j + 1..]),
+                        other_prefix(&before[..j])?,
+                        time,
+                    ),
+                    _ => (None, other_prefix(before)?, time),
+                },
+            }
+        }
     };
     let (time, padded) = parse_clock(time)?;
     Some(TimeReply {
@@ -219,8 +375,35 @@ fn parse_time(text: &[u8], line_end: LineEnd) -> Option<TimeReply> {
         date,
         prefix,
         padded,
+        trailing,
         line_end,
     })
+}
+
+/// Splits off what follows the seconds: blanks and control bytes (a space before CR LF, a NUL
+/// from C), or a space and a short word of letters (a zone name, `PM`).
+fn split_trailing(text: &[u8]) -> (&[u8], Option<Word>) {
+    let blank = |b: &u8| b.is_ascii_whitespace() || b.is_ascii_control();
+    let mut end = text.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1);
+    if let Some(space) = text[..end].iter().rposition(|&b| b == b' ') {
+        let word = &text[space + 1..end];
+        if (1..=5).contains(&word.len()) && word.iter().all(u8::is_ascii_alphabetic) {
+            end = space;
+        }
+    }
+    let tail = &text[end..];
+    (&text[..end], Word::new(&tail[..tail.len().min(Word::MAX)]))
+}
+
+/// A prefix other than `JAM `: printable ASCII without digits (`TIME`, `Waktu:`, `jam`), at most
+/// [`Word::MAX`] bytes.
+fn other_prefix(text: &[u8]) -> Option<Prefix> {
+    let printable = |b: &u8| b.is_ascii_graphic() || *b == b' ';
+    if text.iter().all(|b| printable(b) && !b.is_ascii_digit()) && text.first() != Some(&b' ') {
+        Word::new(text).map(Prefix::Other)
+    } else {
+        None
+    }
 }
 
 /// `h:m:s` with one or two digits per field; whether all had two.
@@ -395,6 +578,78 @@ mod tests {
     }
 
     #[test]
+    fn another_prefix_word_is_named_and_is_not_an_echo() {
+        let reply = time_reply("TIME 13:26:23\r\n");
+        assert_eq!(reply.time, t(13, 26, 23));
+        let word = Word::new(b"TIME").expect("a word");
+        assert_eq!(reply.prefix, Prefix::Other(word));
+        assert_eq!(reply.differences(), vec![Difference::OtherPrefix(word)]);
+        assert_eq!(
+            reply.describe_differences(),
+            "\"TIME\" instead of the \"JAM \" prefix"
+        );
+        let waktu = time_reply("Waktu sekarang 01:02:03\r\n");
+        assert_eq!(
+            waktu.prefix,
+            Prefix::Other(Word::new(b"Waktu sekarang").expect("a word"))
+        );
+        let dated = time_reply("TIME 30-11-2026 01:02:03\r\n");
+        assert_eq!(dated.prefix, Prefix::Other(word));
+        assert_eq!(dated.date.map(|d| d.day), Some(30));
+        assert_eq!(
+            time_reply("jam 01:02:03\r\n").prefix,
+            Prefix::Other(Word::new(b"jam").expect("a word"))
+        );
+        assert_eq!(time_reply("01:02:03\r\n").prefix, Prefix::Missing);
+        assert_eq!(time_reply("JAM 01:02:03\r\n").prefix, Prefix::Jam);
+    }
+
+    #[test]
+    fn bytes_after_the_seconds_are_named_with_their_escaped_text() {
+        for (raw, tail, shown) in [
+            ("JAM 13:26:23 \r\n", " ", "\" \" after the seconds"),
+            ("JAM 13:26:23\t\r\n", "\t", "\"\\t\" after the seconds"),
+            (
+                "JAM 13:26:23\x00\r\n",
+                "\x00",
+                "\"\\x00\" after the seconds",
+            ),
+            ("JAM 13:26:23 WIB\r\n", " WIB", "\" WIB\" after the seconds"),
+            ("JAM 13:26:23 PM \n", " PM ", "\" PM \" after the seconds"),
+            ("JAM 13:26:23\r\r\n", "\r", "\"\\r\" after the seconds"),
+        ] {
+            let reply = time_reply(raw);
+            assert_eq!(reply.time, t(13, 26, 23), "{raw:?}");
+            let word = Word::new(tail.as_bytes()).expect("a word");
+            assert_eq!(reply.trailing, Some(word), "{raw:?}");
+            assert_eq!(Difference::Trailing(word).to_string(), shown, "{raw:?}");
+            assert!(!reply.is_exact(), "{raw:?}");
+        }
+        let long = time_reply("JAM 13:26:23                    \r\n");
+        assert_eq!(
+            long.trailing.map(|w| w.as_bytes().len()),
+            Some(Word::MAX),
+            "a long tail is kept up to Word::MAX bytes"
+        );
+        assert_eq!(time_reply("JAM 13:26:23\r\n").trailing, None);
+    }
+
+    #[test]
+    fn lf_then_cr_is_its_own_line_end_and_a_reader_takes_the_cr_into_the_line() {
+        let reply = time_reply("JAM 13:26:23\n\r");
+        assert_eq!(reply.line_end, LineEnd::LfCr);
+        assert_eq!(reply.differences(), vec![Difference::LfCr]);
+        assert_eq!(reply.describe_differences(), "LF CR, not CR LF");
+        assert_eq!(line_len(b"JAM 13:26:23\n\rJAM"), Some(14));
+        assert_eq!(line_len(b"JAM 13:26:23\r\n\rX"), Some(14));
+        assert_eq!(line_len(b"JAM 13:26:23\nJAM"), Some(13));
+        assert_eq!(line_len(b"\n\r"), Some(2));
+        assert_eq!(line_len(b"\r\n\r"), Some(2));
+        assert_eq!(line_len(b"JAM 13:26:23\r"), None);
+        assert_eq!(line_len(b""), None);
+    }
+
+    #[test]
     fn each_difference_comes_with_the_fix_a_student_needs() {
         let date = time_reply("JAM 30-11-2026 02:15:05\r\n")
             .date
@@ -405,6 +660,15 @@ mod tests {
             (Difference::NotPadded, "two digits"),
             (Difference::LfOnly, "\\r\\n"),
             (Difference::NoLineEnd, "\\r\\n"),
+            (Difference::LfCr, "CR (13) first"),
+            (
+                Difference::OtherPrefix(Word::new(b"TIME").expect("a word")),
+                "\"JAM \"",
+            ),
+            (
+                Difference::Trailing(Word::new(b" ").expect("a word")),
+                "nothing between the seconds",
+            ),
         ] {
             assert!(
                 difference.fix().contains(remedy),
@@ -441,7 +705,14 @@ mod tests {
             "JAM 1-2- 00:00:01\r\n",
             "JAM 12:00:0a\r\n",
             "JAM  12:00:00\r\n",
-            "JAM 12:00:00 \r\n",
+            "JAM NOW 12:00:00\r\n",
+            "JAM 12:00:00 Asia/Jakarta\r\n",
+            "JAM 12:00:00 WIBWIB\r\n",
+            "JAM 12:00:00 W1B\r\n",
+            "Jam 5 12:00:00\r\n",
+            " 12:00:00\r\n",
+            "TIME 30-11 12:00:00\r\n",
+            "A VERY LONG PREFIX WORD 12:00:00\r\n",
             "JAM 32-11-2026 12:00:00\r\n",
             "JAM 30-13-2026 12:00:00\r\n",
             "JAM 30-11-226 12:00:00\r\n",
@@ -450,7 +721,6 @@ mod tests {
             "JAM 30-11 12:00:00\r\n",
             "JAM 30-11-2026-1 12:00:00\r\n",
             "JAM 2026-30-11 12:00:00\r\n",
-            "jam 12:00:00\r\n",
             "JAM12:00:00\r\n",
             "WARNING: Invalid Command!\r\n",
             "\r\n",
@@ -479,10 +749,29 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_shown_as_a_readable_literal() {
+        assert_eq!(show(b"TIME\r\n"), "TIME\\r\\n");
+        assert_eq!(show(b"a\"b\\\t"), "a\\\"b\\\\\\t");
+        assert_eq!(show(b"\xc3\x28\x00\x1b"), "\\xC3(\\x00\\x1B");
+        assert_eq!(show("Jäm\u{85}".as_bytes()), "Jäm\\u{85}");
+        let long = show(&[b'x'; 500]);
+        assert_eq!(long.chars().count(), 120);
+        assert!(long.ends_with("..."));
+        assert_eq!(
+            show(&[b'x'; 120]),
+            "x".repeat(120),
+            "120 characters are not cut"
+        );
+        let long_invalid = show(&[0xff; 100]);
+        assert_eq!(long_invalid.chars().count(), 120);
+    }
+
+    #[test]
     fn a_raw_line_is_split_at_its_line_end() {
         assert_eq!(LineEnd::split(b"A\r\n"), (&b"A"[..], LineEnd::CrLf));
         assert_eq!(LineEnd::split(b"A\n"), (&b"A"[..], LineEnd::Lf));
         assert_eq!(LineEnd::split(b"A\r"), (&b"A\r"[..], LineEnd::Missing));
         assert_eq!(LineEnd::split(b"\n"), (&b""[..], LineEnd::Lf));
+        assert_eq!(LineEnd::split(b"A\n\r"), (&b"A"[..], LineEnd::LfCr));
     }
 }

@@ -128,15 +128,7 @@ struct CheckArgs {
 
 /// `jam check --help`'s list of cases, from the catalogue itself.
 fn check_help() -> String {
-    let mut text = String::from("Cases (id, level, what is checked):\n");
-    for case in jam::check::CATALOGUE {
-        text.push_str(&format!(
-            "  {:<16} {:<6} {}\n",
-            case.id,
-            case.level.name(),
-            case.title
-        ));
-    }
+    let mut text = jam::check::cases_help();
     text.push_str(
         "\nExit codes: 0 every must case passed on every server (with --strict, every should case \
          too); 1 a case failed or timed out, or a server could not be checked; 2 bad command \

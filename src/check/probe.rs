@@ -1,42 +1,62 @@
-//! A connection that a case drives by hand: every byte sent and received, every pause and the
-//! close go into a transcript with their times, every wait has a deadline and every read a cap, so
-//! no server can hang or flood the checker.
+//! A connection that a case drives by hand. A reader task takes every byte, close and error off
+//! the socket as it happens and stamps it in the transcript then, not when the case next looks:
+//! a close 0.7 ms after "TI" shows at 0.7 ms, even while the case pauses. Every wait has a deadline
+//! and every connection a read cap, so no server can hang or flood the checker.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
+
+use super::CaseId;
+use super::display::{human, show};
+use crate::reply::line_len;
 
 /// Most bytes one connection reads in one case: enough for any honest answer, and a flooding
 /// server costs nothing more.
 pub const READ_CAP: usize = 4096;
-
-/// How long after part of a line without a line end the probe takes it as a whole line.
-const QUIET: Duration = Duration::from_millis(500);
 
 /// What happened on the wire, in order, shared by the connections of one case.
 #[derive(Debug, Clone)]
 pub struct Transcript {
     start: Instant,
     events: Arc<Mutex<Vec<String>>>,
+    case: CaseId,
 }
 
 impl Transcript {
     /// An empty transcript whose times count from now.
     pub fn new() -> Self {
+        Transcript::for_case(CaseId::Connect)
+    }
+
+    /// An empty transcript of case `case`, whose times count from now.
+    pub fn for_case(case: CaseId) -> Self {
         Transcript {
             start: Instant::now(),
             events: Arc::default(),
+            case,
         }
+    }
+
+    /// The case this transcript belongs to.
+    pub fn case(&self) -> CaseId {
+        self.case
     }
 
     /// Adds one event, stamped with the time since the case began.
     pub fn note(&self, who: &str, what: impl AsRef<str>) {
-        let ms = self.start.elapsed().as_secs_f64() * 1e3;
+        self.note_at(Instant::now(), who, what);
+    }
+
+    fn note_at(&self, at: Instant, who: &str, what: impl AsRef<str>) {
+        let ms = at.saturating_duration_since(self.start).as_secs_f64() * 1e3;
         let line = format!("{ms:8.1} ms  {who:<2} {}", what.as_ref());
         if let Ok(mut events) = self.events.lock() {
             events.push(line);
@@ -74,7 +94,8 @@ pub enum ConnectError {
 /// What a wait for a line ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Got {
-    /// A raw line, its line end included (none if the server went quiet or closed after it).
+    /// A raw line, its line end included (none if the server closed after it, or the deadline
+    /// came with part of a line held).
     Line(Vec<u8>),
     /// The server closed the connection (end of file) with no partial line.
     Closed,
@@ -86,15 +107,40 @@ pub enum Got {
     Flood,
 }
 
+/// What the reader task saw.
+enum Arrival {
+    Bytes(Vec<u8>, Instant),
+    End(Got),
+}
+
 /// One connection of a case.
 #[derive(Debug)]
 pub struct Probe {
-    stream: TcpStream,
+    writer: OwnedWriteHalf,
+    arrivals: mpsc::UnboundedReceiver<ArrivalBox>,
+    reader: JoinHandle<()>,
     who: &'static str,
     transcript: Transcript,
     pending: Vec<u8>,
-    read: usize,
-    eof: bool,
+    end: Option<Got>,
+    closed_at: Arc<OnceLock<Instant>>,
+    first_data_at: Arc<OnceLock<Instant>>,
+    last_data_at: Option<Instant>,
+}
+
+/// [`Arrival`] behind a `Debug` impl, for [`Probe`]'s.
+struct ArrivalBox(Arrival);
+
+impl std::fmt::Debug for ArrivalBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Arrival")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Probe {
@@ -120,14 +166,31 @@ impl Probe {
             }
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                transcript.note(who, "connected");
+                if !who.is_empty() {
+                    transcript.note(who, "connected");
+                }
+                let (read, writer) = stream.into_split();
+                let (tx, arrivals) = mpsc::unbounded_channel();
+                let closed_at = Arc::new(OnceLock::new());
+                let first_data_at = Arc::new(OnceLock::new());
+                let reader = tokio::spawn(read_all(
+                    read,
+                    tx,
+                    who,
+                    transcript.clone(),
+                    [closed_at.clone(), first_data_at.clone()],
+                ));
                 Ok(Probe {
-                    stream,
+                    writer,
+                    arrivals,
+                    reader,
                     who,
                     transcript: transcript.clone(),
                     pending: Vec::new(),
-                    read: 0,
-                    eof: false,
+                    end: None,
+                    closed_at,
+                    first_data_at,
+                    last_data_at: None,
                 })
             }
         }
@@ -138,7 +201,7 @@ impl Probe {
     pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), String> {
         self.transcript
             .note(self.who, format!("sent \"{}\"", show(bytes)));
-        match timeout_at(deadline, self.stream.write_all(bytes)).await {
+        match timeout_at(deadline, self.writer.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 self.transcript.note(self.who, format!("send failed: {e}"));
@@ -152,91 +215,76 @@ impl Probe {
         }
     }
 
-    /// Waits for the next line until `deadline`.
+    /// Waits for the next line until `deadline`. Part of a line still held at the deadline or at
+    /// the close is returned as a line without a line end.
     pub async fn line(&mut self, deadline: Instant) -> Got {
         loop {
-            if let Some(end) = memchr::memchr(b'\n', &self.pending) {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                self.transcript
-                    .note(self.who, format!("got \"{}\"", show(&line)));
-                return Got::Line(line);
+            if let Some(n) = line_len(&self.pending) {
+                return Got::Line(self.pending.drain(..n).collect());
             }
-            let partial = !self.pending.is_empty();
-            if self.eof {
-                if partial {
-                    let line = std::mem::take(&mut self.pending);
-                    self.transcript
-                        .note(self.who, format!("got \"{}\" (no line end)", show(&line)));
-                    return Got::Line(line);
+            if let Some(end) = &self.end {
+                if self.pending.is_empty() {
+                    return end.clone();
                 }
-                return Got::Closed;
+                return Got::Line(std::mem::take(&mut self.pending));
             }
-            let until = if partial {
-                deadline.min(Instant::now() + QUIET)
-            } else {
-                deadline
-            };
-            match self.fill(until).await {
-                Ok(true) => {}
-                Ok(false) if partial => {
-                    let line = std::mem::take(&mut self.pending);
-                    self.transcript.note(
-                        self.who,
-                        format!("got \"{}\" (no line end, then silence)", show(&line)),
-                    );
-                    return Got::Line(line);
+            if !self.receive(deadline).await {
+                if self.pending.is_empty() {
+                    return Got::Timeout;
                 }
-                Ok(false) => return Got::Timeout,
-                Err(got) => return got,
+                self.transcript.note(
+                    self.who,
+                    format!(
+                        "(\"{}\" has no line end after {})",
+                        show(&self.pending),
+                        human(self.transcript.elapsed())
+                    ),
+                );
+                return Got::Line(std::mem::take(&mut self.pending));
             }
         }
     }
 
-    /// Reads more bytes until `until`: `Ok(true)` if some came or the server closed,
-    /// `Ok(false)` on the deadline.
-    async fn fill(&mut self, until: Instant) -> Result<bool, Got> {
-        if self.read >= READ_CAP {
-            self.transcript
-                .note(self.who, format!("stopped reading after {READ_CAP} bytes"));
-            return Err(Got::Flood);
-        }
-        let mut buf = [0u8; 1024];
-        let room = buf.len().min(READ_CAP - self.read);
-        match timeout_at(until, self.stream.read(&mut buf[..room])).await {
-            Err(_) => Ok(false),
-            Ok(Ok(0)) => {
-                self.transcript
-                    .note(self.who, "server closed the connection");
-                self.eof = true;
-                Ok(true)
+    /// Takes the next arrival into `pending` or `end`; false on the deadline.
+    async fn receive(&mut self, deadline: Instant) -> bool {
+        match timeout_at(deadline, self.arrivals.recv()).await {
+            Err(_) => false,
+            Ok(Some(ArrivalBox(Arrival::Bytes(bytes, at)))) => {
+                self.pending.extend_from_slice(&bytes);
+                self.last_data_at = Some(at);
+                true
             }
-            Ok(Ok(n)) => {
-                self.read += n;
-                self.pending.extend_from_slice(&buf[..n]);
-                Ok(true)
+            Ok(Some(ArrivalBox(Arrival::End(got)))) => {
+                self.end = Some(got);
+                true
             }
-            Ok(Err(e)) => {
-                self.transcript.note(self.who, format!("read failed: {e}"));
-                Err(Got::Reset(e.to_string()))
+            // The reader task ended without saying why: it was aborted, which only drop does.
+            Ok(None) => {
+                self.end = Some(Got::Closed);
+                true
             }
         }
     }
 
-    /// Collects lines until `want` have come, then waits `settle` more for extra lines; stops at
-    /// `deadline`, a close or an error. Returns the lines and how the wait ended if not normally.
+    /// Waits until `until` and returns every byte that came meanwhile (nothing is taken as a
+    /// line): what a server says before it is asked anything.
+    pub async fn collect_until(&mut self, until: Instant) -> Vec<u8> {
+        while self.end.is_none() && self.receive(until).await {}
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Collects lines, giving each of the first `want` its own `wait` (a slow server's every reply
+    /// gets the full reply timeout), then waits `settle` more for extra lines; stops at a close or
+    /// an error. Returns the lines and how the wait ended if not normally.
     pub async fn lines(
         &mut self,
         want: usize,
         settle: Duration,
-        deadline: Instant,
+        wait: Duration,
     ) -> (Vec<Vec<u8>>, Option<Got>) {
         let mut lines = Vec::new();
         loop {
-            let until = if lines.len() >= want {
-                deadline.min(Instant::now() + settle)
-            } else {
-                deadline
-            };
+            let until = Instant::now() + if lines.len() >= want { settle } else { wait };
             match self.line(until).await {
                 Got::Line(line) => lines.push(line),
                 Got::Timeout if lines.len() >= want => return (lines, None),
@@ -248,21 +296,32 @@ impl Probe {
     /// Waits for the server to close; returns what it sent before closing, and how it ended
     /// ([`Got::Closed`], [`Got::Reset`], [`Got::Timeout`] or [`Got::Flood`]).
     pub async fn until_closed(&mut self, deadline: Instant) -> (Vec<u8>, Got) {
-        let mut before = std::mem::take(&mut self.pending);
         loop {
-            if self.eof {
-                before.append(&mut self.pending);
-                return (before, Got::Closed);
+            if let Some(end) = &self.end {
+                return (std::mem::take(&mut self.pending), end.clone());
             }
-            match self.fill(deadline).await {
-                Ok(true) => before.append(&mut self.pending),
-                Ok(false) => return (before, Got::Timeout),
-                Err(got) => return (before, got),
+            if !self.receive(deadline).await {
+                return (std::mem::take(&mut self.pending), Got::Timeout);
             }
         }
     }
 
-    /// Notes a pause in the transcript and sleeps.
+    /// When the server closed or reset this connection, if it has.
+    pub fn closed_at(&self) -> Option<Instant> {
+        self.closed_at.get().copied()
+    }
+
+    /// When the first bytes arrived on this connection, taken yet or not.
+    pub fn first_data_at(&self) -> Option<Instant> {
+        self.first_data_at.get().copied()
+    }
+
+    /// When the last bytes taken from this connection arrived.
+    pub fn last_data_at(&self) -> Option<Instant> {
+        self.last_data_at
+    }
+
+    /// Notes a pause in the transcript and sleeps; what arrives meanwhile is stamped as it comes.
     pub async fn pause(&self, d: Duration) {
         self.transcript
             .note(self.who, format!("pause {} ms", d.as_millis()));
@@ -270,66 +329,55 @@ impl Probe {
     }
 }
 
-/// A list of raw lines shown as escaped strings: `"JAM 01:02:03\r\n", "x\n"`.
-pub fn show_lines(lines: &[Vec<u8>]) -> String {
-    let mut out = String::new();
-    for (i, line) in lines.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
+/// The reader task: every arrival stamped when it happens, at most [`READ_CAP`] bytes.
+async fn read_all(
+    mut read: OwnedReadHalf,
+    tx: mpsc::UnboundedSender<ArrivalBox>,
+    who: &'static str,
+    transcript: Transcript,
+    [closed_at, first_data_at]: [Arc<OnceLock<Instant>>; 2],
+) {
+    let mut total = 0;
+    let mut buf = [0u8; 1024];
+    loop {
+        if total >= READ_CAP {
+            transcript.note(who, format!("stopped reading after {READ_CAP} bytes"));
+            let _ = tx.send(ArrivalBox(Arrival::End(Got::Flood)));
+            return;
         }
-        let _ = write!(out, "\"{}\"", show(line));
-    }
-    out
-}
-
-/// Bytes as a string literal a student can read: `\r`, `\n`, `\t`, `\"`, `\\` and `\xNN` for
-/// other control bytes and invalid UTF-8; cut after 120 characters with `...`.
-pub fn show(bytes: &[u8]) -> String {
-    const MAX: usize = 120;
-    let mut out = String::new();
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\r' => out.push_str("\\r"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if c.is_ascii_control() => {
-                    let _ = write!(out, "\\x{:02X}", c as u32);
+        let room = buf.len().min(READ_CAP - total);
+        let result = read.read(&mut buf[..room]).await;
+        let at = Instant::now();
+        let end = match result {
+            Ok(0) => {
+                if !who.is_empty() {
+                    transcript.note_at(at, who, "server closed the connection");
                 }
-                c if c.is_control() => {
-                    let _ = write!(out, "\\u{{{:X}}}", c as u32);
-                }
-                c => out.push(c),
+                Got::Closed
             }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02X}");
-        }
-        if out.chars().count() > MAX {
-            break;
-        }
-    }
-    if out.chars().count() > MAX {
-        out = out.chars().take(MAX - 3).collect();
-        out.push_str("...");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_are_shown_as_a_readable_literal() {
-        assert_eq!(show(b"TIME\r\n"), "TIME\\r\\n");
-        assert_eq!(show(b"a\"b\\\t"), "a\\\"b\\\\\\t");
-        assert_eq!(show(b"\xc3\x28\x00\x1b"), "\\xC3(\\x00\\x1B");
-        assert_eq!(show("Jäm".as_bytes()), "Jäm");
-        let long = show(&[b'x'; 500]);
-        assert_eq!(long.chars().count(), 120);
-        assert!(long.ends_with("..."));
+            Ok(n) => {
+                total += n;
+                let _ = first_data_at.set(at);
+                if !who.is_empty() {
+                    transcript.note_at(at, who, format!("got \"{}\"", show(&buf[..n])));
+                }
+                if tx
+                    .send(ArrivalBox(Arrival::Bytes(buf[..n].to_vec(), at)))
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                if !who.is_empty() {
+                    transcript.note_at(at, who, format!("read failed: {e}"));
+                }
+                Got::Reset(e.to_string())
+            }
+        };
+        let _ = closed_at.set(at);
+        let _ = tx.send(ArrivalBox(Arrival::End(end)));
+        return;
     }
 }

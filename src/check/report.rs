@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::cases::human;
-use super::{CATALOGUE, Level, NOT_SELECTED, Status, TargetReport};
+use super::display::human;
+use super::{CATALOGUE, Level, Status, TargetReport};
 
 /// Terminal colours, or none.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +66,7 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
         let why = report
             .cases
             .iter()
-            .find(|r| r.case.id == "connect" && r.status != Status::Skip)
+            .find(|r| r.case.id == super::CaseId::Connect && r.status != Status::Skip)
             .map_or_else(|| e.to_string(), |r| r.detail.clone());
         let _ = writeln!(out, "{}", wrap(&format!("error: {why}"), 2, 100));
         let _ = writeln!(
@@ -77,7 +77,7 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
         return out;
     }
     for r in &report.cases {
-        if r.status == Status::Skip && r.detail == NOT_SELECTED && !verbose {
+        if r.not_selected() && !verbose {
             continue;
         }
         let _ = writeln!(
@@ -85,13 +85,13 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
             "  {} {:<6} {:<16} {}",
             style.status(r.status, r.case.level),
             r.case.level.name(),
-            r.case.id,
+            r.case.id.as_str(),
             r.case.title
         );
         let show_detail = verbose
             || matches!(r.status, Status::Fail | Status::Timeout)
             || r.case.level == Level::Info
-            || (r.status == Status::Skip && r.detail != NOT_SELECTED);
+            || (r.status == Status::Skip && !r.not_selected());
         if show_detail && !r.detail.is_empty() {
             let _ = writeln!(out, "{}", wrap(&r.detail, 28, 100));
         }
@@ -177,9 +177,10 @@ fn target_json(report: &TargetReport) -> Value {
         .iter()
         .map(|r| {
             json!({
-                "id": r.case.id,
+                "id": r.case.id.as_str(),
                 "level": r.case.level.name(),
                 "status": r.status.name(),
+                "skip_reason": r.skip.as_ref().map(|s| s.key()),
                 "title": r.case.title,
                 "detail": r.detail,
                 "duration_ms": r.elapsed.as_secs_f64() * 1e3,
@@ -214,7 +215,7 @@ pub fn json(reports: &[TargetReport], strict: bool) -> Value {
         "tool": "jam check",
         "version": env!("CARGO_PKG_VERSION"),
         "strict": strict,
-        "catalogue": CATALOGUE.iter().map(|c| json!({"id": c.id, "level": c.level.name(), "title": c.title})).collect::<Vec<_>>(),
+        "catalogue": CATALOGUE.iter().map(|c| json!({"id": c.id.as_str(), "level": c.level.name(), "title": c.title, "clause": c.clause.source})).collect::<Vec<_>>(),
         "targets": reports.iter().map(target_json).collect::<Vec<_>>(),
         "summary": {
             "targets": reports.len(),
@@ -254,7 +255,7 @@ pub fn junit(reports: &[TargetReport]) -> String {
                 out,
                 "    <testcase classname=\"jam-check.{}\" name=\"{}\" time=\"{:.3}\"",
                 c.case.level.name(),
-                c.case.id,
+                c.case.id.as_str(),
                 c.elapsed.as_secs_f64()
             );
             let body = format!("{}\n{}", c.detail, c.transcript.join("\n"));
