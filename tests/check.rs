@@ -543,6 +543,57 @@ fn a_class_is_checked_at_once_with_one_row_per_server_and_junit() {
 }
 
 #[test]
+fn summary_prints_only_the_class_table_and_junit_counts_should_cases_only_with_strict() {
+    let (Some(good), Some(crash)) = (Student::start("good"), Student::start("utf8-crash")) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("jam-check-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("class.txt");
+    std::fs::write(
+        &list,
+        format!("{} alice\n{} carol\n", good.target(), crash.target()),
+    )
+    .expect("write the list");
+    for strict in [false, true] {
+        let junit = dir.join(format!("report-{strict}.xml"));
+        let mut args = vec![
+            "check",
+            "--summary",
+            "--targets-file",
+            list.to_str().expect("path"),
+            "--junit",
+            junit.to_str().expect("path"),
+        ];
+        if strict {
+            args.push("--strict");
+        }
+        let out = jam(&args).output().expect("jam");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(i32::from(strict)), "{stdout}");
+        assert!(!stdout.contains("time-format"), "no case lines: {stdout}");
+        let carol = stdout
+            .lines()
+            .find(|l| l.starts_with("carol"))
+            .expect("carol's row");
+        assert!(
+            carol.contains("4/5") && carol.contains("bad-bytes"),
+            "{carol}"
+        );
+        let xml = std::fs::read_to_string(&junit).expect("junit written");
+        if strict {
+            assert!(xml.contains("<failure type=\"fail\""), "{xml}");
+        } else {
+            // carol passes without --strict: her JUnit must not show a failure either.
+            assert!(!xml.contains("<failure"), "{xml}");
+            assert!(!xml.contains("<error"), "{xml}");
+            assert!(xml.contains("not counted without --strict: fail"), "{xml}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn json_output_is_one_document_naming_every_case_with_the_four_status_words() {
     let jamd = Jamd::spawn(&[]);
     let other = Jamd::spawn(&[]);

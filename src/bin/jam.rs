@@ -114,8 +114,12 @@ struct CheckArgs {
     jobs: u16,
 
     /// Print every case's detail and transcript.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "summary")]
     verbose: bool,
+
+    /// Print only the table with one row per server (for a class), not each server's cases.
+    #[arg(long)]
+    summary: bool,
 
     /// Print one JSON document (and nothing else) to stdout.
     #[arg(long)]
@@ -808,11 +812,11 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
         let style = report::Style::new(std::io::stdout().is_terminal());
         let several = reports.len() > 1;
         for r in &reports {
-            if !several || args.verbose || !r.passed() {
+            if !args.summary && (!several || args.verbose || !r.passed()) {
                 say!("{}", report::text(r, args.verbose, style));
             }
         }
-        if several {
+        if several || args.summary {
             say!("{}", report::summary_table(&reports, style).trim_end());
         }
         say!("checked in {}", report::took(started.elapsed()));

@@ -144,8 +144,8 @@ pub fn summary_table(reports: &[TargetReport], style: Style) -> String {
         .max(6);
     let _ = writeln!(
         out,
-        "{:<name_width$}  {:<6} {:<7} {:<7} failures",
-        "server", "result", "must", "should"
+        "{:<name_width$}  {:<6} {:<7} {:<7} {:>6}  failures",
+        "server", "result", "must", "should", "time"
     );
     for r in reports {
         let failures = match &r.error {
@@ -160,10 +160,11 @@ pub fn summary_table(reports: &[TargetReport], style: Style) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<name_width$}  {result} {:<7} {:<7} {failures}",
+            "{:<name_width$}  {result} {:<7} {:<7} {:>6}  {failures}",
             r.label(),
             tally_text(r, Level::Must),
             tally_text(r, Level::Should),
+            human(r.elapsed),
         );
     }
     let passed = reports.iter().filter(|r| r.passed()).count();
@@ -197,6 +198,7 @@ fn target_json(report: &TargetReport) -> Value {
         "name": report.spec.name,
         "address": report.address.map(|a| a.to_string()),
         "passed": report.passed(),
+        "duration_ms": report.elapsed.as_secs_f64() * 1e3,
         "error": report.error.as_ref().map(ToString::to_string),
         "cases": cases,
         "summary": {
@@ -225,30 +227,65 @@ pub fn json(reports: &[TargetReport], strict: bool) -> Value {
     })
 }
 
-/// The whole run as JUnit XML: a test suite per server, a test case per catalogue case; `fail`
-/// is a `<failure>`, `timeout` an `<error>` (so the two stay apart), `skip` a `<skipped>`.
+/// How one case shows in JUnit XML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JunitKind {
+    /// A passed test case (and a should-level failure without `--strict`, which does not count:
+    /// its detail goes to `<system-out>`, marked as not counted).
+    Passed,
+    /// `<failure>`: a counted `fail`.
+    Failure,
+    /// `<error>`: a counted `timeout`, kept apart from failures.
+    Error,
+    /// `<skipped>`.
+    Skipped,
+}
+
+/// The JUnit mapping: a result counts as a failure or error exactly when it counts against the
+/// verdict (must always; should with `--strict`; info never).
+fn junit_kind(report: &TargetReport, c: &super::CaseResult) -> JunitKind {
+    let counted = match c.case.level {
+        Level::Must => true,
+        Level::Should => report.strict,
+        Level::Info => false,
+    };
+    match c.status {
+        Status::Pass => JunitKind::Passed,
+        Status::Skip => JunitKind::Skipped,
+        Status::Fail if counted => JunitKind::Failure,
+        Status::Timeout if counted => JunitKind::Error,
+        Status::Fail | Status::Timeout => JunitKind::Passed,
+    }
+}
+
+/// The whole run as JUnit XML: a test suite per server, a test case per catalogue case. A failure
+/// that counts against the verdict is a `<failure>` (`fail`) or an `<error>` (`timeout`, so the
+/// two stay apart); a should-level one without `--strict` does not count, so it is a passed test
+/// case whose `<system-out>` starts with `not counted without --strict`; `skip` is `<skipped>`.
+/// So a server that passes has no failures in its JUnit either.
 pub fn junit(reports: &[TargetReport]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let count = |r: &TargetReport, s: Status| r.cases.iter().filter(|c| c.status == s).count();
-    let total = |s: Status| reports.iter().map(|r| count(r, s)).sum::<usize>();
+    let count =
+        |r: &TargetReport, k: JunitKind| r.cases.iter().filter(|c| junit_kind(r, c) == k).count();
+    let total = |k: JunitKind| reports.iter().map(|r| count(r, k)).sum::<usize>();
     let _ = writeln!(
         out,
         "<testsuites name=\"jam check\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">",
         reports.iter().map(|r| r.cases.len()).sum::<usize>(),
-        total(Status::Fail),
-        total(Status::Timeout),
-        total(Status::Skip)
+        total(JunitKind::Failure),
+        total(JunitKind::Error),
+        total(JunitKind::Skipped)
     );
     for r in reports {
-        let seconds: f64 = r.cases.iter().map(|c| c.elapsed.as_secs_f64()).sum();
         let _ = writeln!(
             out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{seconds:.3}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
             xml(r.label()),
             r.cases.len(),
-            count(r, Status::Fail),
-            count(r, Status::Timeout),
-            count(r, Status::Skip)
+            count(r, JunitKind::Failure),
+            count(r, JunitKind::Error),
+            count(r, JunitKind::Skipped),
+            r.elapsed.as_secs_f64()
         );
         for c in &r.cases {
             let _ = write!(
@@ -259,17 +296,21 @@ pub fn junit(reports: &[TargetReport]) -> String {
                 c.elapsed.as_secs_f64()
             );
             let body = format!("{}\n{}", c.detail, c.transcript.join("\n"));
-            match c.status {
-                Status::Pass => {
+            match junit_kind(r, c) {
+                JunitKind::Passed => {
+                    let body = if c.status == Status::Pass {
+                        body
+                    } else {
+                        format!("not counted without --strict: {}: {body}", c.status.name())
+                    };
                     let _ = writeln!(
                         out,
                         ">\n      <system-out>{}</system-out>\n    </testcase>",
                         xml(&body)
                     );
                 }
-                Status::Fail | Status::Timeout => {
-                    // A timeout is an <error>, not a <failure>, so the two stay apart.
-                    let element = if c.status == Status::Fail {
+                kind @ (JunitKind::Failure | JunitKind::Error) => {
+                    let element = if kind == JunitKind::Failure {
                         "failure"
                     } else {
                         "error"
@@ -282,7 +323,7 @@ pub fn junit(reports: &[TargetReport]) -> String {
                         xml(&body)
                     );
                 }
-                Status::Skip => {
+                JunitKind::Skipped => {
                     let _ = writeln!(
                         out,
                         ">\n      <skipped message=\"{}\"/>\n    </testcase>",
