@@ -155,7 +155,7 @@ _jam() {
             return 0
             ;;
         jam__subcmd__check)
-            opts="-t -j -v -h --targets-file --strict --only --skip --timeout --max-offset --clients --jobs --verbose --json --junit --help"
+            opts="-t -j -v -h --targets-file --strict --only --skip --timeout --max-offset --clients --jobs --verbose --summary --json --junit --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -75,6 +75,7 @@ complete -c jam -n "__fish_jam_using_subcommand check" -s j -l jobs -d 'Servers 
 complete -c jam -n "__fish_jam_using_subcommand check" -l junit -d 'Also write JUnit XML to FILE (for CI systems and autograders)' -r -F
 complete -c jam -n "__fish_jam_using_subcommand check" -l strict -d 'Should-level cases must pass too (exit 1 otherwise)'
 complete -c jam -n "__fish_jam_using_subcommand check" -s v -l verbose -d 'Print every case\'s detail and transcript'
+complete -c jam -n "__fish_jam_using_subcommand check" -l summary -d 'Print only the table with one row per server (for a class), not each server\'s cases'
 complete -c jam -n "__fish_jam_using_subcommand check" -l json -d 'Print one JSON document (and nothing else) to stdout'
 complete -c jam -n "__fish_jam_using_subcommand check" -s h -l help -d 'Print help'
 complete -c jam -n "__fish_jam_using_subcommand help; and not __fish_seen_subcommand_from time shell offset bench check help" -f -a "time" -d 'Ask the server for the time (the default): prints `JAM hh:mm:ss`'
