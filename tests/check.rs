@@ -635,3 +635,24 @@ fn help_lists_every_case() {
         );
     }
 }
+
+#[test]
+fn the_readme_case_table_is_the_catalogue() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let (begin, end) = ("<!-- cases:begin -->\n", "<!-- cases:end -->");
+    let start = readme.find(begin).expect("the begin marker") + begin.len();
+    let stop = readme.find(end).expect("the end marker");
+    let table = jam::check::cases_markdown();
+    if std::env::var("JAM_BLESS").is_ok_and(|v| v == "1") {
+        let updated = format!("{}{table}{}", &readme[..start], &readme[stop..]);
+        std::fs::write(path, updated).expect("write README.md");
+        return;
+    }
+    assert_eq!(
+        &readme[start..stop],
+        table,
+        "the README's case table differs from the catalogue; regenerate it with: \
+         JAM_BLESS=1 cargo test --test check the_readme_case_table"
+    );
+}

@@ -286,6 +286,11 @@ const BYTE_STREAM: Clause = Clause {
     original: None,
     english: "TCP is a byte stream: a line may come in pieces, or several lines in one read",
 };
+const ANY_BYTES: Clause = Clause {
+    source: "TCP",
+    original: None,
+    english: "TCP carries any bytes: a line that is not UTF-8 must not end the session",
+};
 const OBSERVATION: Clause = Clause {
     source: "-",
     original: None,
@@ -411,7 +416,7 @@ pub static CATALOGUE: [Case; 16] = [
         id: CaseId::BadBytes,
         level: Level::Should,
         title: "a line of invalid UTF-8 and control bytes does not end the session",
-        clause: BYTE_STREAM,
+        clause: ANY_BYTES,
         needs: &[
             Need::Connection,
             Need::TimeReply,
@@ -477,7 +482,10 @@ pub fn cases_markdown() -> String {
             case.id,
             case.level.name(),
             case.title,
-            clause.replace('|', "\\|")
+            clause
+                .replace('|', "\\|")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
         );
     }
     out
@@ -947,6 +955,6 @@ mod tests {
         let table = cases_markdown();
         assert_eq!(table.lines().count(), 2 + CATALOGUE.len());
         assert!(table.contains("| `time-format` | must |"));
-        assert!(table.contains("diawali dengan \"JAM<spasi><jam>\""));
+        assert!(table.contains("diawali dengan \"JAM&lt;spasi&gt;&lt;jam&gt;\""));
     }
 }
