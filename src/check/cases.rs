@@ -69,8 +69,9 @@ const MANY_CLIENTS_WAIT: Duration = Duration::from_millis(1500);
 const BAD_LINE: &[u8] = b"\xc3\x28\x80\x00\x07\x1b\r\n";
 
 /// Bisection steps of `time-correct`: after the first second boundary the offset is known to
-/// tens of milliseconds, plenty for a one-second verdict.
-const OFFSET_ROUNDS: usize = 2;
+/// tens of milliseconds, plenty for a one-second verdict; one step more guards against a sample
+/// that a slow round trip blurred.
+const OFFSET_ROUNDS: usize = 1;
 
 /// The fix for a server that reads each `recv()` as one request.
 const ONE_RECV_ONE_REQUEST: &str = "Your server treats each recv() as one request; TCP may split \

@@ -225,30 +225,53 @@ pub async fn run_cases(
     for id in ids(Schedule::Lead) {
         results[id as usize] = Some(run_one(&ctx, id).await);
     }
-    // The rest in waves: a case runs after the cases it needs. Once the server has shown that it
-    // serves two clients at once, a wave's cases run at once; otherwise one after another.
+    // The rest: a case runs after the cases it needs. Once the server has shown that it serves
+    // two clients at once, each case starts as soon as those are done, beside the others;
+    // otherwise they run one after another, in waves.
     let at_once = ctx.observe(|o| o.concurrent);
     let mut rest = ids(Schedule::Beside);
     rest.extend(ids(Schedule::Sequence));
-    for wave in waves(&rest) {
-        if at_once {
-            let mut running = tokio::task::JoinSet::new();
-            for (i, id) in wave.into_iter().enumerate() {
-                let ctx = ctx.clone();
-                running.spawn(async move {
-                    tokio::time::sleep(STAGGER * i as u32).await;
-                    (id, run_one(&ctx, id).await)
-                });
-            }
-            while let Some(done) = running.join_next().await {
-                if let Ok((id, result)) = done {
-                    results[id as usize] = Some(result);
+    let waves = waves(&rest);
+    if at_once {
+        let done = Arc::new((Mutex::new(Vec::<CaseId>::new()), tokio::sync::Notify::new()));
+        let mut running = tokio::task::JoinSet::new();
+        for (i, id) in waves.into_iter().flatten().enumerate() {
+            let (ctx, done) = (ctx.clone(), done.clone());
+            let deps: Vec<CaseId> = id
+                .case()
+                .needs
+                .iter()
+                .filter_map(|need| match need {
+                    Need::Passed(dep) | Need::After(dep) if rest.contains(dep) => Some(*dep),
+                    _ => None,
+                })
+                .collect();
+            running.spawn(async move {
+                tokio::time::sleep(STAGGER * i as u32).await;
+                loop {
+                    let woken = done.1.notified();
+                    let finished = done.0.lock().map(|d| d.clone()).unwrap_or_default();
+                    if deps.iter().all(|dep| finished.contains(dep)) {
+                        break;
+                    }
+                    woken.await;
                 }
+                let result = run_one(&ctx, id).await;
+                if let Ok(mut finished) = done.0.lock() {
+                    finished.push(id);
+                }
+                done.1.notify_waiters();
+                (id, result)
+            });
+        }
+        while let Some(finished) = running.join_next().await {
+            if let Ok((id, result)) = finished {
+                results[id as usize] = Some(result);
             }
-        } else {
-            for id in wave {
-                results[id as usize] = Some(run_one(&ctx, id).await);
-            }
+        }
+    } else {
+        for id in waves.into_iter().flatten() {
+            results[id as usize] = Some(run_one(&ctx, id).await);
         }
     }
     for id in ids(Schedule::Last).into_iter().chain(ids(Schedule::Report)) {
