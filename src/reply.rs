@@ -134,9 +134,6 @@ pub fn show(bytes: &[u8]) -> String {
         for b in chunk.invalid() {
             let _ = write!(out, "\\x{b:02X}");
         }
-        if out.chars().count() > MAX {
-            break;
-        }
     }
     if out.chars().count() > MAX {
         out = out.chars().take(MAX - 3).collect();
@@ -602,6 +599,15 @@ mod tests {
         );
         assert_eq!(time_reply("01:02:03\r\n").prefix, Prefix::Missing);
         assert_eq!(time_reply("JAM 01:02:03\r\n").prefix, Prefix::Jam);
+    }
+
+    #[test]
+    fn a_word_debugs_as_its_text() {
+        let word = Word::new(b"TIME").expect("a word");
+        assert_eq!(format!("{word:?}"), "\"TIME\"");
+        assert_eq!(Word::new(b""), None);
+        assert_eq!(Word::new(&[b'x'; Word::MAX + 1]), None);
+        assert_eq!(Word::new(&[b'x'; Word::MAX]).map(|w| w.as_bytes().len()), Some(Word::MAX));
     }
 
     #[test]
