@@ -607,7 +607,10 @@ mod tests {
         assert_eq!(format!("{word:?}"), "\"TIME\"");
         assert_eq!(Word::new(b""), None);
         assert_eq!(Word::new(&[b'x'; Word::MAX + 1]), None);
-        assert_eq!(Word::new(&[b'x'; Word::MAX]).map(|w| w.as_bytes().len()), Some(Word::MAX));
+        assert_eq!(
+            Word::new(&[b'x'; Word::MAX]).map(|w| w.as_bytes().len()),
+            Some(Word::MAX)
+        );
     }
 
     #[test]
