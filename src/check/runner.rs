@@ -233,7 +233,7 @@ pub async fn run_cases(
     rest.extend(ids(Schedule::Sequence));
     let waves = waves(&rest);
     if at_once {
-        let done = Arc::new((Mutex::new(Vec::<CaseId>::new()), tokio::sync::Notify::new()));
+        let done: Done = Arc::new((Mutex::new(Vec::new()), tokio::sync::Notify::new()));
         let mut running = tokio::task::JoinSet::new();
         for (i, id) in waves.into_iter().flatten().enumerate() {
             let (ctx, done) = (ctx.clone(), done.clone());
@@ -256,12 +256,9 @@ pub async fn run_cases(
                     }
                     woken.await;
                 }
-                let result = run_one(&ctx, id).await;
-                if let Ok(mut finished) = done.0.lock() {
-                    finished.push(id);
-                }
-                done.1.notify_waiters();
-                (id, result)
+                // Marks the case done even if it panics, so no case waits for it for ever.
+                let _finish = Finished(id, done.clone());
+                (id, run_one(&ctx, id).await)
             });
         }
         while let Some(finished) = running.join_next().await {
@@ -301,6 +298,22 @@ pub async fn run_cases(
         fill(results, config, SkipReason::Unreachable),
         None,
     )
+}
+
+/// The cases that have finished, and the wake-up for the cases waiting on them.
+type Done = Arc<(Mutex<Vec<CaseId>>, tokio::sync::Notify)>;
+
+/// Marks a case finished when dropped: after its result, or when its task panics.
+struct Finished(CaseId, Done);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let (finished, wake) = &*self.1;
+        if let Ok(mut finished) = finished.lock() {
+            finished.push(self.0);
+        }
+        wake.notify_waiters();
+    }
 }
 
 /// Splits `ids` into waves: a case's wave comes after the waves of the cases in `ids` it needs
