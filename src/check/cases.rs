@@ -1,19 +1,17 @@
 //! The cases' run functions: each drives fresh connections, judges what came back against its own
 //! clause only, and explains a failure the way a teacher would: what was sent, what came back,
-//! the likely cause and the fix. [`super::CATALOGUE`] ties each to its id, level and needs.
+//! the likely cause and the fix. The catalogue ties each to its id, level and needs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::diagnose::{
-    self, ReplyKind, Variant, ZoneFinding, classify, explain_no_time, explain_time,
-};
+use super::diagnose::{self, Variant, ZoneFinding, classify, explain_no_time, explain_time};
 use super::display::{human, lines_word, show, show_lines, zone_text};
+use super::model::{CaseId, Outcome, ReplyKind, SkipReason};
 use super::probe::{ConnectError, Got, Probe, READ_CAP, Transcript};
-use super::runner::{CaseFuture, Ctx, Observations, Run};
-use super::{CaseId, Outcome, SkipReason};
+use super::runner::{CaseFuture, Ctx, GREETING_WAIT, Observations, Run};
 use crate::client::{Client, ClientError, estimate_offset};
 use crate::reply::{LineEnd, Reply, TimeReply};
 
@@ -45,10 +43,6 @@ pub(super) const ZONE: Run = Run::Report(zone);
 pub(super) const DATE: Run = Run::Report(date);
 pub(super) const LATENCY: Run = Run::Report(latency);
 pub(super) const AFTER_QUIT: Run = Run::Report(after_quit);
-
-/// How long `time-format` listens before it asks anything, to see a greeting; and how long a
-/// later case waits to pass over a greeting that has no line end.
-pub(super) const GREETING_WAIT: Duration = Duration::from_millis(100);
 
 /// How long a case waits for lines beyond those it expects, to see extra ones.
 const SETTLE: Duration = Duration::from_millis(250);

@@ -4,57 +4,10 @@
 //! rule is a unit test.
 
 use super::display::{human, show, zone_text};
+use super::model::ReplyKind;
 use super::probe::{Got, READ_CAP};
 use crate::reply::{Reply, TimeReply};
 use std::time::Duration;
-
-/// What the first `TIME` got, in kinds that decide which other cases can judge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyKind {
-    /// A time, exact or a variant.
-    Time,
-    /// Nothing within the timeout; the connection stayed open.
-    Nothing,
-    /// The server closed the connection without a reply.
-    Closed,
-    /// The connection was reset.
-    Reset,
-    /// More than [`READ_CAP`] bytes without a line end.
-    Flood,
-    /// The request came back unchanged.
-    Echo,
-    /// An HTTP response.
-    Http,
-    /// Another protocol's banner (SSH, FTP, SMTP, POP3, IMAP, VNC).
-    Banner(&'static str),
-    /// A line that is not a time: the request was not recognised (an error line, usually).
-    Unrecognised,
-}
-
-impl ReplyKind {
-    /// A few words for a skip reason: `an echo of the request`.
-    pub fn short(&self) -> String {
-        match self {
-            ReplyKind::Time => "a time".into(),
-            ReplyKind::Nothing => "nothing".into(),
-            ReplyKind::Closed => "a close".into(),
-            ReplyKind::Reset => "a reset".into(),
-            ReplyKind::Flood => "a flood of bytes".into(),
-            ReplyKind::Echo => "an echo of the request".into(),
-            ReplyKind::Http => "an HTTP response".into(),
-            ReplyKind::Banner(who) => format!("the banner of {who}"),
-            ReplyKind::Unrecognised => "a line that is not a time".into(),
-        }
-    }
-
-    /// Whether the server answered with a line at all (enough to see concurrency).
-    pub fn is_line(&self) -> bool {
-        !matches!(
-            self,
-            ReplyKind::Nothing | ReplyKind::Closed | ReplyKind::Reset | ReplyKind::Flood
-        )
-    }
-}
 
 /// The program a banner line belongs to, if it is another protocol's greeting.
 pub fn banner(line: &[u8]) -> Option<&'static str> {

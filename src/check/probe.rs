@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
-use super::CaseId;
 use super::display::{human, show};
+use super::model::CaseId;
 use crate::reply::line_len;
 
 /// Most bytes one connection reads in one case: enough for any honest answer, and a flooding

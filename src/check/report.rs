@@ -5,8 +5,10 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::catalogue::CATALOGUE;
 use super::display::human;
-use super::{CATALOGUE, Level, Status, TargetReport};
+use super::model::{CaseId, Level, Status};
+use super::runner::{CaseResult, TargetReport};
 
 /// Terminal colours, or none.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +68,7 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
         let why = report
             .cases
             .iter()
-            .find(|r| r.case.id == super::CaseId::Connect && r.status != Status::Skip)
+            .find(|r| r.case.id == CaseId::Connect && r.status != Status::Skip)
             .map_or_else(|| e.to_string(), |r| r.detail.clone());
         let _ = writeln!(out, "{}", wrap(&format!("error: {why}"), 2, 100));
         let _ = writeln!(
@@ -243,7 +245,7 @@ enum JunitKind {
 
 /// The JUnit mapping: a result counts as a failure or error exactly when it counts against the
 /// verdict (must always; should with `--strict`; info never).
-fn junit_kind(report: &TargetReport, c: &super::CaseResult) -> JunitKind {
+fn junit_kind(report: &TargetReport, c: &CaseResult) -> JunitKind {
     let counted = match c.case.level {
         Level::Must => true,
         Level::Should => report.strict,

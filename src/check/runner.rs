@@ -1,7 +1,9 @@
-//! The generic runner: runs the catalogue's cases against one address in the order their
-//! [`Schedule`]s ask, skips a case whose [`Need`]s are not met (with the typed reason), keeps the
-//! observations the cases share, and holds every target to its time budget.
+//! The generic runner: the shape of a case and of its result; runs a catalogue of cases (given to
+//! it, so that it depends on no case) against one address in the order their [`Schedule`]s ask,
+//! skips a case whose [`Need`]s are not met (with the typed reason), keeps the observations the
+//! cases share, and holds every target to its time budget.
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,11 +12,12 @@ use std::time::Duration;
 
 use tokio::time::{Instant, timeout_at};
 
-use super::diagnose::ReplyKind;
-use super::probe::{ConnectError, Probe, Transcript};
-use super::{
-    CATALOGUE, CaseId, CaseResult, CheckConfig, Need, Outcome, Schedule, SkipReason, Status,
+use super::display::human;
+use super::model::{
+    CaseId, CheckConfig, Clause, Level, Need, Outcome, ReplyKind, Schedule, SkipReason, Status,
+    TargetSpec,
 };
+use super::probe::{ConnectError, Probe, Transcript};
 use crate::client::ClientError;
 use crate::reply::TimeReply;
 
@@ -28,6 +31,157 @@ pub(crate) enum Run {
     Probe(for<'a> fn(&'a Ctx, &'a Transcript) -> CaseFuture<'a>),
     /// It reports what the others observed.
     Report(fn(&Observations) -> Outcome),
+}
+
+/// One case of the catalogue.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// Stable id.
+    pub id: CaseId,
+    /// How much it matters.
+    pub level: Level,
+    /// What is checked, in one line.
+    pub title: &'static str,
+    /// The assignment clause it checks.
+    pub clause: Clause,
+    /// What it needs from the cases before it.
+    pub needs: &'static [Need],
+    /// When it runs.
+    pub schedule: Schedule,
+    /// How it runs.
+    pub(crate) run: Run,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Case").field("id", &self.id).finish()
+    }
+}
+
+impl PartialEq for Case {
+    fn eq(&self, other: &Case) -> bool {
+        self.id == other.id
+    }
+}
+
+/// One case's result.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The case.
+    pub case: &'static Case,
+    /// How it ended.
+    pub status: Status,
+    /// For a failure: what was sent, what came back, the likely cause and fix. For a pass: what
+    /// was seen, briefly. For a skip: the reason in words.
+    pub detail: String,
+    /// For a skip: the reason.
+    pub skip: Option<SkipReason>,
+    /// Every event on the wire, with times.
+    pub transcript: Vec<String>,
+    /// How long the case took.
+    pub elapsed: Duration,
+}
+
+impl CaseResult {
+    /// The one place a result is built: status, detail and skip reason always agree.
+    pub fn new(
+        case: &'static Case,
+        outcome: Outcome,
+        transcript: Vec<String>,
+        elapsed: Duration,
+    ) -> Self {
+        let (status, detail, skip) = match outcome {
+            Outcome::Pass(detail) => (Status::Pass, detail, None),
+            Outcome::Fail(detail) => (Status::Fail, detail, None),
+            Outcome::Timeout(detail) => (Status::Timeout, detail, None),
+            Outcome::Skip(reason) => (Status::Skip, reason.to_string(), Some(reason)),
+        };
+        CaseResult {
+            case,
+            status,
+            detail,
+            skip,
+            transcript,
+            elapsed,
+        }
+    }
+
+    /// A skip that sent nothing.
+    pub fn skipped(case: &'static Case, reason: SkipReason) -> Self {
+        CaseResult::new(case, Outcome::Skip(reason), Vec::new(), Duration::ZERO)
+    }
+
+    /// `--only`/`--skip` left this case out.
+    pub fn not_selected(&self) -> bool {
+        self.skip == Some(SkipReason::NotSelected)
+    }
+}
+
+/// The result of checking one server.
+#[derive(Debug)]
+pub struct TargetReport {
+    /// The server as given.
+    pub spec: TargetSpec,
+    /// The address connected to, once resolved.
+    pub address: Option<SocketAddr>,
+    /// Every case of the catalogue, in order.
+    pub cases: Vec<CaseResult>,
+    /// Why the server could not be checked at all (no name resolution, refused…).
+    pub error: Option<ClientError>,
+    /// Should-level cases count toward the verdict.
+    pub strict: bool,
+    /// How long the whole check took.
+    pub elapsed: Duration,
+}
+
+/// Passed and total counts of one level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that ran or should have run (selected ones).
+    pub total: usize,
+}
+
+impl TargetReport {
+    /// Passed/total of the selected cases of `level`. A case skipped because another bug is in the
+    /// way counts as not passed: it was not shown to work.
+    pub fn tally(&self, level: Level) -> Tally {
+        let mut tally = Tally::default();
+        for r in self.cases.iter().filter(|r| r.case.level == level) {
+            if r.not_selected() {
+                continue;
+            }
+            tally.total += 1;
+            if r.status == Status::Pass {
+                tally.passed += 1;
+            }
+        }
+        tally
+    }
+
+    /// The server passes: reachable, every must case passed (and with `strict` every should case).
+    pub fn passed(&self) -> bool {
+        let full = |t: Tally| t.passed == t.total;
+        self.error.is_none()
+            && self.tally(Level::Must).total + self.tally(Level::Should).total > 0
+            && full(self.tally(Level::Must))
+            && (!self.strict || full(self.tally(Level::Should)))
+    }
+
+    /// Ids of the cases that failed or timed out.
+    pub fn failures(&self) -> Vec<&'static str> {
+        self.cases
+            .iter()
+            .filter(|r| matches!(r.status, Status::Fail | Status::Timeout))
+            .map(|r| r.case.id.as_str())
+            .collect()
+    }
+
+    /// The name to show: the given name, else the target.
+    pub fn label(&self) -> &str {
+        self.spec.name.as_deref().unwrap_or(&self.spec.target)
+    }
 }
 
 /// What the cases learn about the server, for the cases after them and the info cases.
@@ -56,6 +210,7 @@ pub(crate) struct Observations {
 
 /// What a case's run function gets: where to connect, the settings, the shared observations.
 pub(crate) struct Ctx {
+    catalogue: &'static [Case],
     addrs: Vec<SocketAddr>,
     addr: OnceLock<SocketAddr>,
     /// The run's settings.
@@ -148,7 +303,7 @@ impl Ctx {
                     "client {who} got no connection within {}, although the first connection \
                      worked: the server's accept queue is full (a small listen backlog while it \
                      serves someone else?)",
-                    super::display::human(self.config.timeout)
+                    human(self.config.timeout)
                 )));
             }
             Err(ConnectError::Other(e)) => {
@@ -172,9 +327,7 @@ async fn pass_greeting(
     who: &'static str,
 ) {
     if lines == 0 {
-        let _ = probe
-            .collect_until(Instant::now() + super::cases::GREETING_WAIT)
-            .await;
+        let _ = probe.collect_until(Instant::now() + GREETING_WAIT).await;
     } else {
         for _ in 0..lines {
             let _ = probe.line(deadline).await;
@@ -182,6 +335,10 @@ async fn pass_greeting(
     }
     t.note(who, "(the greeting, passed over)");
 }
+
+/// How long `time-format` listens before it asks anything, to see a greeting; and how long a
+/// later connection waits to pass over a greeting that has no line end.
+pub(crate) const GREETING_WAIT: Duration = Duration::from_millis(100);
 
 /// The gap between the starts of cases that run at once: a burst of connection requests would
 /// overflow a listen(1) backlog and cost a case a 1 s SYN retry.
@@ -191,10 +348,12 @@ const STAGGER: Duration = Duration::from_millis(15);
 /// that address, every case's result in catalogue order, and the error that made the server
 /// unreachable, if it was.
 pub async fn run_cases(
+    catalogue: &'static [Case],
     addrs: &[SocketAddr],
     config: &CheckConfig,
 ) -> (Option<SocketAddr>, Vec<CaseResult>, Option<ClientError>) {
     let ctx = Arc::new(Ctx {
+        catalogue,
         addrs: addrs.to_vec(),
         addr: OnceLock::new(),
         config: config.clone(),
@@ -203,9 +362,9 @@ pub async fn run_cases(
         started: Instant::now(),
         extra: Mutex::new(Duration::ZERO),
     });
-    let mut results: Vec<Option<CaseResult>> = vec![None; CATALOGUE.len()];
+    let mut results: Vec<Option<CaseResult>> = vec![None; catalogue.len()];
     let ids = |schedule: Schedule| -> Vec<CaseId> {
-        CATALOGUE
+        catalogue
             .iter()
             .filter(|c| c.schedule == schedule)
             .map(|c| c.id)
@@ -220,7 +379,11 @@ pub async fn run_cases(
         .is_some_and(|r| r.status == Status::Pass);
     if !reached {
         let error = ctx.error.lock().ok().and_then(|mut e| e.take());
-        return (None, fill(results, config, SkipReason::Unreachable), error);
+        return (
+            None,
+            fill(catalogue, results, config, SkipReason::Unreachable),
+            error,
+        );
     }
     for id in ids(Schedule::Lead) {
         results[id as usize] = Some(run_one(&ctx, id).await);
@@ -231,14 +394,13 @@ pub async fn run_cases(
     let at_once = ctx.observe(|o| o.concurrent);
     let mut rest = ids(Schedule::Beside);
     rest.extend(ids(Schedule::Sequence));
-    let waves = waves(&rest);
+    let waves = waves(catalogue, &rest);
     if at_once {
         let done: Done = Arc::new((Mutex::new(Vec::new()), tokio::sync::Notify::new()));
         let mut running = tokio::task::JoinSet::new();
         for (i, id) in waves.into_iter().flatten().enumerate() {
             let (ctx, done) = (ctx.clone(), done.clone());
-            let deps: Vec<CaseId> = id
-                .case()
+            let deps: Vec<CaseId> = catalogue[id as usize]
                 .needs
                 .iter()
                 .filter_map(|need| match need {
@@ -287,7 +449,7 @@ pub async fn run_cases(
              is stopped (while True: conn, addr = sock.accept())"
         );
         *connect = CaseResult::new(
-            CaseId::Connect,
+            connect.case,
             Outcome::Fail(detail),
             connect.transcript.clone(),
             connect.elapsed,
@@ -295,7 +457,7 @@ pub async fn run_cases(
     }
     (
         Some(ctx.addr()),
-        fill(results, config, SkipReason::Unreachable),
+        fill(catalogue, results, config, SkipReason::Unreachable),
         None,
     )
 }
@@ -318,13 +480,13 @@ impl Drop for Finished {
 
 /// Splits `ids` into waves: a case's wave comes after the waves of the cases in `ids` it needs
 /// or runs after. `Beside` cases lead their wave; otherwise catalogue order.
-fn waves(ids: &[CaseId]) -> Vec<Vec<CaseId>> {
+fn waves(catalogue: &[Case], ids: &[CaseId]) -> Vec<Vec<CaseId>> {
+    let case = |id: CaseId| &catalogue[id as usize];
     let mut wave_of: Vec<(CaseId, usize)> = Vec::new();
     let mut sorted = ids.to_vec();
     sorted.sort();
     for &id in &sorted {
-        let wave = id
-            .case()
+        let wave = case(id)
             .needs
             .iter()
             .filter_map(|need| match need {
@@ -345,7 +507,7 @@ fn waves(ids: &[CaseId]) -> Vec<Vec<CaseId>> {
                 .copied()
                 .filter(|id| wave_of.iter().any(|(d, x)| d == id && *x == w))
                 .collect();
-            wave.sort_by_key(|id| (id.case().schedule != Schedule::Beside, *id));
+            wave.sort_by_key(|id| (case(*id).schedule != Schedule::Beside, *id));
             wave
         })
         .collect()
@@ -353,21 +515,21 @@ fn waves(ids: &[CaseId]) -> Vec<Vec<CaseId>> {
 
 /// Runs one case if it is selected, its needs are met and the budget allows.
 async fn run_one(ctx: &Ctx, id: CaseId) -> CaseResult {
-    let case = id.case();
+    let case = &ctx.catalogue[id as usize];
     if !ctx.config.is_selected(id) {
-        return CaseResult::skipped(id, SkipReason::NotSelected);
+        return CaseResult::skipped(case, SkipReason::NotSelected);
     }
     if let Some(reason) = unmet(case.needs, &ctx.observe(|o| o.clone()), &ctx.config) {
-        return CaseResult::skipped(id, reason);
+        return CaseResult::skipped(case, reason);
     }
     let result = match case.run {
         Run::Report(report) => {
             let outcome = ctx.observe(|o| report(o));
-            CaseResult::new(id, outcome, Vec::new(), Duration::ZERO)
+            CaseResult::new(case, outcome, Vec::new(), Duration::ZERO)
         }
         Run::Probe(run) => {
             if Instant::now() >= ctx.budget_end() {
-                return CaseResult::skipped(id, SkipReason::OutOfTime(ctx.budget()));
+                return CaseResult::skipped(case, SkipReason::OutOfTime(ctx.budget()));
             }
             let t = Transcript::for_case(id);
             let outcome = loop {
@@ -379,12 +541,12 @@ async fn run_one(ctx: &Ctx, id: CaseId) -> CaseResult {
                     Err(_) => {
                         break Outcome::Timeout(format!(
                             "stopped: the {} budget for one server ran out while this case waited",
-                            super::display::human(ctx.budget())
+                            human(ctx.budget())
                         ));
                     }
                 }
             };
-            CaseResult::new(id, outcome, t.lines(), t.elapsed())
+            CaseResult::new(case, outcome, t.lines(), t.elapsed())
         }
     };
     if result.status == Status::Pass {
@@ -422,13 +584,14 @@ fn unmet(needs: &[Need], obs: &Observations, config: &CheckConfig) -> Option<Ski
 
 /// Every case without a result, skipped for `why` (or as not selected).
 fn fill(
+    catalogue: &'static [Case],
     results: Vec<Option<CaseResult>>,
     config: &CheckConfig,
     why: SkipReason,
 ) -> Vec<CaseResult> {
     results
         .into_iter()
-        .zip(CATALOGUE.iter())
+        .zip(catalogue.iter())
         .map(|(r, case)| {
             r.unwrap_or_else(|| {
                 let reason = if config.is_selected(case.id) {
@@ -436,7 +599,7 @@ fn fill(
                 } else {
                     SkipReason::NotSelected
                 };
-                CaseResult::skipped(case.id, reason)
+                CaseResult::skipped(case, reason)
             })
         })
         .collect()
@@ -448,12 +611,13 @@ mod tests {
 
     #[test]
     fn cases_run_in_waves_after_what_they_need() {
-        let rest: Vec<CaseId> = CATALOGUE
+        let catalogue = &crate::check::CATALOGUE;
+        let rest: Vec<CaseId> = catalogue
             .iter()
             .filter(|c| matches!(c.schedule, Schedule::Sequence | Schedule::Beside))
             .map(|c| c.id)
             .collect();
-        let waves = waves(&rest);
+        let waves = waves(catalogue, &rest);
         let wave = |id| waves.iter().position(|w| w.contains(&id)).expect("placed");
         assert!(wave(CaseId::Pipelined) > wave(CaseId::Repeat));
         assert!(wave(CaseId::Pipelined) > wave(CaseId::SplitLine));
