@@ -23,6 +23,19 @@ pub const MAX_REPLY: usize = 4096;
 /// Most bytes read (and thrown away) while waiting for the server to close after `QUIT`.
 const QUIT_DISCARD: usize = 64 * 1024;
 
+/// Longest wait for the server to close after `QUIT`: the replies are already in, so a server
+/// that never closes (common in the course) costs this, not the whole `--timeout`.
+pub const QUIT_GRACE: Duration = Duration::from_millis(300);
+
+/// How a session ended after `QUIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuitEnd {
+    /// The server closed the connection, as the protocol says.
+    Closed,
+    /// The server kept it open past [`QUIT_GRACE`]; the client closed it.
+    LeftOpen,
+}
+
 /// How long the client waits for more bytes after part of a line that has no line end yet; past
 /// that the bytes are taken as a reply without a line end (a server that forgot CR LF).
 pub const QUIET: Duration = Duration::from_secs(1);
@@ -334,23 +347,29 @@ impl Client {
         }
     }
 
-    /// Sends `QUIT` and waits (briefly) for the server to close.
-    pub async fn quit(mut self) -> Result<(), ClientError> {
+    /// Sends `QUIT` and waits at most [`QUIT_GRACE`] (or the timeout, if shorter) for the server
+    /// to close; says whether it did.
+    pub async fn quit(&mut self) -> Result<QuitEnd, ClientError> {
         self.send("QUIT").await?;
         // Wait for the server's close, discarding what comes first, but never more than
         // QUIT_DISCARD bytes: a server that floods after QUIT costs nothing.
         let mut sink = [0u8; 4096];
         let mut discarded = 0;
-        let _ = timeout(self.timeout, async {
+        let closed = timeout(self.timeout.min(QUIT_GRACE), async {
             while discarded < QUIT_DISCARD {
                 match self.stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => return true,
                     Ok(n) => discarded += n,
                 }
             }
+            false
         })
         .await;
-        Ok(())
+        Ok(if closed == Ok(true) {
+            QuitEnd::Closed
+        } else {
+            QuitEnd::LeftOpen
+        })
     }
 }
 

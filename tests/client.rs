@@ -535,9 +535,16 @@ async fn time_prints_a_course_variant_and_says_once_how_it_differs() {
     );
     assert_eq!(
         run.stderr,
-        "jam: note: not the exact reply JAM hh:mm:ss CR LF: a date before the time (dd-mm-YYYY)\n"
+        format!(
+            "jam: note: not the exact reply JAM hh:mm:ss CR LF: a date before the time \
+             (dd-mm-YYYY)\n{QUIT_NOTE}\n"
+        )
     );
 }
+
+/// What `jam time` says of a server (like these fakes) that keeps the connection after QUIT.
+const QUIT_NOTE: &str = "jam: note: the server did not close the connection within 300 ms of QUIT \
+    (QUIT should end the session); jam closed it";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn time_names_every_difference_of_a_reply_without_prefix_and_cr() {
@@ -573,7 +580,8 @@ async fn time_strict_accepts_the_exact_form() {
     let run = jam(&["time", "--strict", &addr.to_string()]).await;
     run.expect_code(0);
     assert_eq!(run.stdout, "JAM 16:37:26\n");
-    assert_eq!(run.stderr, "");
+    // The fake never closes after QUIT: that, and only that, is noted.
+    assert_eq!(run.stderr, format!("{QUIT_NOTE}\n"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1123,4 +1131,31 @@ fn bench_ctrl_c_ends_the_run_with_a_summary_of_what_was_done() {
         0,
         "in-flight requests are awaited, not failed: {v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_does_not_wait_out_the_timeout_for_a_server_that_keeps_the_connection_after_quit() {
+    // Answers every line, QUIT included, and never closes: common in the course.
+    let addr = fake_answering(b"JAM 12:00:00\r\n");
+    let started = Instant::now();
+    let run = jam(&["time", &addr.to_string(), "--timeout", "5s"]).await;
+    let took = started.elapsed();
+    run.expect_code(0);
+    assert_eq!(run.stdout, "JAM 12:00:00\n");
+    assert!(
+        run.stderr
+            .contains("did not close the connection within 300 ms of QUIT"),
+        "{}",
+        run.stderr
+    );
+    // Not a speed target: the 5 s timeout would be waited out in full before.
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_says_nothing_about_quit_when_the_server_closes() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let run = jam(&["time", &server.addr.to_string()]).await;
+    run.expect_code(0);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
 }

@@ -358,7 +358,20 @@ async fn time(args: TimeArgs) -> Result<(), ClientError> {
         }
         note_variant(&reply, &mut noted);
     }
-    client.quit().await
+    let end = client.quit().await?;
+    note_left_open(end);
+    Ok(())
+}
+
+/// Says on stderr that the server did not close the connection after QUIT.
+fn note_left_open(end: client::QuitEnd) {
+    if end == client::QuitEnd::LeftOpen {
+        eprintln!(
+            "jam: note: the server did not close the connection within {} ms of QUIT (QUIT \
+             should end the session); jam closed it",
+            client::QUIT_GRACE.as_millis()
+        );
+    }
 }
 
 /// Says on stderr, once per run, how a variant reply differs from the exact form.
@@ -376,7 +389,7 @@ async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
     let mut client = connect(&args.common).await?;
     let peer = client.peer();
     let estimate = client::estimate_offset(&mut client, args.rounds).await?;
-    client.quit().await?;
+    note_left_open(client.quit().await?);
     note_variant(&estimate.reply, &mut false);
     let zone = estimate.zone_offset;
     let zone_text = format!(
@@ -481,12 +494,13 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
             say!("server closed the connection");
             break Ok(());
         }
-        runtime.block_on(client.send(command))?;
         if command.eq_ignore_ascii_case("QUIT") {
-            let _ = runtime.block_on(client.read_line());
+            let end = runtime.block_on(client.quit())?;
             say!("bye");
+            note_left_open(end);
             break Ok(());
         }
+        runtime.block_on(client.send(command))?;
         match runtime.block_on(client.read_line()) {
             Ok(Some(reply)) => show(&reply),
             Ok(None) => {
