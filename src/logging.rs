@@ -15,6 +15,62 @@ pub enum LogFormat {
     Json,
 }
 
+/// A log filter that does not parse: a usage error (jamd exits 2), never a silent logger.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid {source_name} {value:?}: {why}; expected a level (off, error, warn, info, debug, \
+     trace) or TARGET=LEVEL directives, separated by commas"
+)]
+pub struct FilterError {
+    /// Where the filter came from: `--log-level` or `RUST_LOG`.
+    pub source_name: &'static str,
+    /// The text given.
+    pub value: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Parses `text` strictly: each comma-separated directive is a level or `TARGET=LEVEL`. A bare word
+/// that is not a level is refused: tracing would take it for a target name (`loud` would log
+/// only events from a module called `loud`, that is, nothing).
+pub fn parse_filter(source_name: &'static str, text: &str) -> Result<EnvFilter, FilterError> {
+    let fail = |why: String| FilterError {
+        source_name,
+        value: text.to_string(),
+        why,
+    };
+    let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word.trim()));
+    let is_target = |word: &str| {
+        let word = word.trim();
+        !word.is_empty()
+            && word.split("::").all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+    };
+    if text.trim().is_empty() {
+        return Err(fail("it is empty".into()));
+    }
+    for directive in text.split(',') {
+        match directive.split_once('=') {
+            None if is_level(directive) => {}
+            None => return Err(fail(format!("{:?} is not a level", directive.trim()))),
+            Some((target, level)) if is_target(target) && is_level(level) => {}
+            Some((_, level)) if !is_level(level) => {
+                return Err(fail(format!("{:?} is not a level", level.trim())));
+            }
+            Some((target, _)) => {
+                return Err(fail(format!("{:?} is not a target", target.trim())));
+            }
+        }
+    }
+    EnvFilter::try_new(text).map_err(|e| fail(e.to_string()))
+}
+
 /// Lines buffered for the logging thread before new ones are dropped.
 const LOG_QUEUE: usize = 64 * 1024;
 
@@ -26,11 +82,11 @@ pub fn init(
     default_level: &str,
 ) -> anyhow::Result<WorkerGuard> {
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level)
-            .map_err(|e| anyhow::anyhow!("invalid log level {level:?}: {e}"))?,
+        Some(level) => parse_filter("--log-level", level)?,
         None => match std::env::var("RUST_LOG") {
-            Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-                .map_err(|e| anyhow::anyhow!("invalid RUST_LOG {directives:?}: {e}"))?,
+            Ok(directives) if !directives.trim().is_empty() => {
+                parse_filter("RUST_LOG", &directives)?
+            }
             _ => EnvFilter::new(default_level),
         },
     };
@@ -51,4 +107,37 @@ pub fn init(
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_target_directives_parse_and_anything_else_is_refused() {
+        for good in [
+            "info",
+            "WARN",
+            "off",
+            "jam=debug",
+            "warn,jam::server=trace",
+            " info ",
+        ] {
+            assert!(parse_filter("RUST_LOG", good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("loud", "\"loud\" is not a level"),
+            ("wrn", "\"wrn\" is not a level"),
+            ("jam=loud", "\"loud\" is not a level"),
+            ("=info", "\"\" is not a target"),
+            ("a b=info", "\"a b\" is not a target"),
+            ("", "it is empty"),
+            ("info,", "\"\" is not a level"),
+        ] {
+            let e = parse_filter("--log-level", bad).expect_err(bad);
+            let text = e.to_string();
+            assert!(text.starts_with("invalid --log-level"), "{text}");
+            assert!(text.contains(why), "{bad}: {text}");
+        }
+    }
 }

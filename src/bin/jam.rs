@@ -148,6 +148,14 @@ struct Common {
     #[arg(value_name = "HOST[:PORT]", default_value = DEFAULT_TARGET)]
     target: String,
 
+    /// The port, as nc takes it: `jam time HOST PORT` is `jam time HOST:PORT`.
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port_word: Option<u16>,
+
+    /// The port, when HOST is given without one.
+    #[arg(short, long, value_name = "PORT", conflicts_with = "port_word", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+
     /// Give up on connecting or on a reply after this long.
     #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
@@ -158,8 +166,8 @@ struct TimeArgs {
     #[command(flatten)]
     common: Common,
 
-    /// Ask this many times on one connection.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 1)]
+    /// Ask this many times on one connection (at least 1).
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
 
     /// Pause between requests with --count.
@@ -292,6 +300,8 @@ fn main() -> ExitCode {
         Command::Time(TimeArgs {
             common: Common {
                 target: DEFAULT_TARGET.to_string(),
+                port_word: None,
+                port: None,
                 timeout: Duration::from_secs(5),
             },
             count: 1,
@@ -322,9 +332,23 @@ fn main() -> ExitCode {
     }
 }
 
+impl Common {
+    /// The target, with the port given apart (`HOST PORT` or `-p PORT`) if there is one.
+    fn target(&self) -> Result<Target, ClientError> {
+        let target = Target::parse(&self.target)?;
+        match self.port_word.or(self.port) {
+            None => Ok(target),
+            Some(_) if Target::names_port(&self.target) => Err(ClientError::Usage(format!(
+                "two ports: {:?} already names one; give HOST:PORT or HOST PORT",
+                self.target
+            ))),
+            Some(port) => Ok(Target { port, ..target }),
+        }
+    }
+}
+
 async fn connect(common: &Common) -> Result<Client, ClientError> {
-    let target = Target::parse(&common.target)?;
-    Client::connect(&target, common.timeout).await
+    Client::connect(&common.target()?, common.timeout).await
 }
 
 async fn time(args: TimeArgs) -> Result<(), ClientError> {

@@ -196,6 +196,11 @@ fn main() -> std::process::ExitCode {
     }
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A command line or environment that cannot work is a usage error, as clap's own are.
+        Err(e) if e.downcast_ref::<logging::FilterError>().is_some() => {
+            eprintln!("jamd: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("jamd: error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -1,0 +1,197 @@
+//! Every bad input gets a clear answer: the real `jamd` and `jam` binaries, run with each bad flag,
+//! environment variable or address (and the good form next to it), exit with the documented code,
+//! say what is wrong in one line, and leave nothing running or listening.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::WAIT;
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+/// One row: the binary, its arguments (`{port}` is a free port), extra environment, the exit
+/// code, and words its stderr must contain.
+struct Row {
+    binary: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    code: i32,
+    says: &'static [&'static str],
+}
+
+const ROWS: &[Row] = &[
+    // jamd: log filters are parsed strictly, whatever sets them.
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--log-level", "loud"],
+        env: &[],
+        code: 2,
+        says: &["invalid --log-level \"loud\": \"loud\" is not a level"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}"],
+        env: &[("JAMD_LOG_LEVEL", "wrn")],
+        code: 2,
+        says: &["\"wrn\" is not a level"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}"],
+        env: &[("RUST_LOG", "garbage")],
+        code: 2,
+        says: &["invalid RUST_LOG \"garbage\""],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--log-level", "jam=loud"],
+        env: &[],
+        code: 2,
+        says: &["\"loud\" is not a level"],
+    },
+    // jam: addresses, each common mistake with its hint.
+    Row {
+        binary: "jam",
+        args: &["time", "::1:{port}"],
+        env: &[],
+        code: 2,
+        says: &["put an IPv6 address in brackets when a port follows: [::1]:"],
+    },
+    Row {
+        binary: "jam",
+        args: &["time", "127.0.0.1:0"],
+        env: &[],
+        code: 2,
+        says: &["port 0 cannot be dialled"],
+    },
+    Row {
+        binary: "jam",
+        args: &["time", "127.0.0.1:70000"],
+        env: &[],
+        code: 2,
+        says: &["port 70000 is out of range"],
+    },
+    Row {
+        binary: "jam",
+        args: &["time", "http://127.0.0.1:{port}/"],
+        env: &[],
+        code: 2,
+        says: &["drop the \"http://\""],
+    },
+    Row {
+        binary: "jam",
+        args: &["time", "fe80::1"],
+        env: &[],
+        code: 2,
+        says: &["fe80::1 is link-local: name the interface"],
+    },
+    Row {
+        binary: "jam",
+        args: &["time", "127.0.0.1:5", "7"],
+        env: &[],
+        code: 2,
+        says: &["two ports"],
+    },
+    Row {
+        binary: "jam",
+        args: &["time", "-n", "0"],
+        env: &[],
+        code: 2,
+        says: &["'--count <N>': 0 is not in 1.."],
+    },
+    // The good forms: HOST PORT as nc takes it, and -p, reach the address (refused: nothing
+    // listens on the free port), not a usage error.
+    Row {
+        binary: "jam",
+        args: &["time", "127.0.0.1", "{port}"],
+        env: &[],
+        code: 3,
+        says: &["connection refused by 127.0.0.1:"],
+    },
+    Row {
+        binary: "jam",
+        args: &["time", "-p", "{port}", "127.0.0.1"],
+        env: &[],
+        code: 3,
+        says: &["connection refused by 127.0.0.1:"],
+    },
+];
+
+#[test]
+fn each_bad_input_gets_its_exit_code_and_one_clear_line_and_leaves_nothing_behind() {
+    let mut failures = Vec::new();
+    for row in ROWS {
+        let port = free_port();
+        let args: Vec<String> = row
+            .args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
+        let binary = match row.binary {
+            "jamd" => env!("CARGO_BIN_EXE_jamd"),
+            _ => env!("CARGO_BIN_EXE_jam"),
+        };
+        let mut child = Command::new(binary)
+            .args(&args)
+            .envs(row.env.iter().copied())
+            .env_remove(if row.env.iter().any(|(k, _)| *k == "RUST_LOG") {
+                "JAMD_LOG_LEVEL"
+            } else {
+                "RUST_LOG"
+            })
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if started.elapsed() > WAIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                failures.push(format!(
+                    "{} {args:?}: still running after {WAIT:?}",
+                    row.binary
+                ));
+                break child.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let output = child.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let what = format!("{} {args:?} {:?}", row.binary, row.env);
+        if status.code() != Some(row.code) {
+            failures.push(format!(
+                "{what}: exit {:?}, not {}: {stderr}",
+                status.code(),
+                row.code
+            ));
+        }
+        for words in row.says {
+            if !stderr.contains(words) {
+                failures.push(format!("{what}: no {words:?} in {stderr:?}"));
+            }
+        }
+        let lines = stderr.lines().filter(|l| !l.trim().is_empty()).count();
+        if row.binary == "jam" && row.code == 2 && !args.contains(&"-n".to_string()) && lines != 1 {
+            failures.push(format!("{what}: {lines} lines, not one: {stderr:?}"));
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            failures.push(format!("{what}: something listens on {addr} afterwards"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
