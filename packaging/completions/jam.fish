@@ -38,14 +38,17 @@ complete -c jam -n "__fish_jam_needs_command" -f -a "offset" -d 'Estimate the se
 complete -c jam -n "__fish_jam_needs_command" -f -a "bench" -d 'Load-test a server (jamd, or any line protocol with --request/--expect)'
 complete -c jam -n "__fish_jam_needs_command" -f -a "check" -d 'Grade one or more time servers against the assignment, case by case'
 complete -c jam -n "__fish_jam_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c jam -n "__fish_jam_using_subcommand time" -s p -l port -d 'The port, when HOST is given without one' -r
 complete -c jam -n "__fish_jam_using_subcommand time" -s t -l timeout -d 'Give up on connecting or on a reply after this long' -r
-complete -c jam -n "__fish_jam_using_subcommand time" -s n -l count -d 'Ask this many times on one connection' -r
+complete -c jam -n "__fish_jam_using_subcommand time" -s n -l count -d 'Ask this many times on one connection (at least 1)' -r
 complete -c jam -n "__fish_jam_using_subcommand time" -s i -l interval -d 'Pause between requests with --count' -r
 complete -c jam -n "__fish_jam_using_subcommand time" -l json -d 'Print one JSON object per reply'
 complete -c jam -n "__fish_jam_using_subcommand time" -l strict -d 'Accept only the exact `JAM hh:mm:ss` CR LF reply: a variant (a date, no `JAM `, LF only) exits 6 instead of being printed with a note'
 complete -c jam -n "__fish_jam_using_subcommand time" -s h -l help -d 'Print help'
+complete -c jam -n "__fish_jam_using_subcommand shell" -s p -l port -d 'The port, when HOST is given without one' -r
 complete -c jam -n "__fish_jam_using_subcommand shell" -s t -l timeout -d 'Give up on connecting or on a reply after this long' -r
 complete -c jam -n "__fish_jam_using_subcommand shell" -s h -l help -d 'Print help'
+complete -c jam -n "__fish_jam_using_subcommand offset" -s p -l port -d 'The port, when HOST is given without one' -r
 complete -c jam -n "__fish_jam_using_subcommand offset" -s t -l timeout -d 'Give up on connecting or on a reply after this long' -r
 complete -c jam -n "__fish_jam_using_subcommand offset" -s r -l rounds -d 'Bisection rounds after the first second boundary is found (each waits up to 1 s)' -r
 complete -c jam -n "__fish_jam_using_subcommand offset" -l json -d 'Print the estimate as JSON'
