@@ -195,3 +195,53 @@ fn each_bad_input_gets_its_exit_code_and_one_clear_line_and_leaves_nothing_behin
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `jam bench`'s counts and durations: zero or nonsense is a usage error, never a run that
+/// "succeeds" with 0 req/s; nothing listening is one line and exit 3, not a summary of zeros.
+#[test]
+fn bench_refuses_zero_counts_and_says_once_that_nothing_listens() {
+    let port = free_port().to_string();
+    let target = format!("127.0.0.1:{port}");
+    for (args, code, says) in [
+        (
+            vec!["-c", "0"],
+            2,
+            "'--connections <N>': must be at least 1",
+        ),
+        (vec!["-P", "0"], 2, "'--pipeline <N>': must be at least 1"),
+        (vec!["-n", "0"], 2, "'--requests <N>': 0 is not in 1.."),
+        (
+            vec!["-z", "0"],
+            2,
+            "'--duration <DURATION>': must be more than 0",
+        ),
+        (
+            vec!["--threads", "0"],
+            2,
+            "'--threads <N>': must be at least 1",
+        ),
+        (
+            vec!["--rate", "0"],
+            2,
+            "--rate 0: must be a number of requests per second above 0",
+        ),
+        (vec!["--rate", "NaN"], 2, "above 0"),
+        (vec![], 3, "connection refused by 127.0.0.1:"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_jam"))
+            .arg("bench")
+            .args(&args)
+            .arg(&target)
+            .stdin(Stdio::null())
+            .output()
+            .expect("jam bench");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            output.stdout.is_empty(),
+            "{args:?}: no summary: {:?}",
+            output.stdout
+        );
+    }
+}

@@ -53,15 +53,15 @@ complete -c jam -n "__fish_jam_using_subcommand offset" -s t -l timeout -d 'Give
 complete -c jam -n "__fish_jam_using_subcommand offset" -s r -l rounds -d 'Bisection rounds after the first second boundary is found (each waits up to 1 s)' -r
 complete -c jam -n "__fish_jam_using_subcommand offset" -l json -d 'Print the estimate as JSON'
 complete -c jam -n "__fish_jam_using_subcommand offset" -s h -l help -d 'Print help'
-complete -c jam -n "__fish_jam_using_subcommand bench" -s c -l connections -d 'Concurrent connections (workers with --connect-per-request)' -r
-complete -c jam -n "__fish_jam_using_subcommand bench" -s P -l pipeline -d 'Requests in flight per connection' -r
-complete -c jam -n "__fish_jam_using_subcommand bench" -s n -l requests -d 'Total requests [default: 100000 unless --duration is given]' -r
-complete -c jam -n "__fish_jam_using_subcommand bench" -s z -l duration -d 'Run for this long instead of a number of requests' -r
+complete -c jam -n "__fish_jam_using_subcommand bench" -s c -l connections -d 'Concurrent connections (workers with --connect-per-request), at least 1' -r
+complete -c jam -n "__fish_jam_using_subcommand bench" -s P -l pipeline -d 'Requests in flight per connection, at least 1' -r
+complete -c jam -n "__fish_jam_using_subcommand bench" -s n -l requests -d 'Total requests, at least 1 [default: 100000 unless --duration is given]' -r
+complete -c jam -n "__fish_jam_using_subcommand bench" -s z -l duration -d 'Run for this long (more than 0) instead of a number of requests' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -l rate -d 'Open loop: send this many requests per second in total, whatever the replies do, and measure latency from each request\'s intended send time' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -l request -d 'The request line (without CR LF)' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -l expect -d 'A good reply starts with this; without it, replies must be time replies (`JAM hh:mm:ss`, or a variant such as a date before the time, counted as not exact)' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -l quit -d 'Line sent before closing with --connect-per-request ("" to just close)' -r
-complete -c jam -n "__fish_jam_using_subcommand bench" -l threads -d 'Load threads [default: one per CPU this process may run on]' -r
+complete -c jam -n "__fish_jam_using_subcommand bench" -l threads -d 'Load threads, at least 1 [default: one per CPU this process may run on]' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -l sources -d 'Connect from this many loopback addresses 127.0.0.1..N, so that many connections do not run out of ephemeral ports [default: 16 for a loopback target with --connect-per-request or more than 1000 connections, else 1]' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -s t -l timeout -d 'Give up on a connection or a reply after this long' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -l connect-per-request -d 'Open a new connection for every request: connect, request, reply, quit'

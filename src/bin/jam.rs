@@ -210,20 +210,20 @@ struct BenchArgs {
     #[arg(value_name = "HOST[:PORT]", default_value = DEFAULT_TARGET)]
     target: String,
 
-    /// Concurrent connections (workers with --connect-per-request).
-    #[arg(short = 'c', long, value_name = "N", default_value_t = 50)]
+    /// Concurrent connections (workers with --connect-per-request), at least 1.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 50, value_parser = at_least_one)]
     connections: usize,
 
-    /// Requests in flight per connection.
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 1)]
+    /// Requests in flight per connection, at least 1.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
     pipeline: usize,
 
-    /// Total requests [default: 100000 unless --duration is given].
-    #[arg(short = 'n', long, value_name = "N")]
+    /// Total requests, at least 1 [default: 100000 unless --duration is given].
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
 
-    /// Run for this long instead of a number of requests.
-    #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "requests")]
+    /// Run for this long (more than 0) instead of a number of requests.
+    #[arg(short = 'z', long, value_name = "DURATION", value_parser = positive_duration, conflicts_with = "requests")]
     duration: Option<Duration>,
 
     /// Open loop: send this many requests per second in total, whatever the replies do, and
@@ -256,8 +256,8 @@ struct BenchArgs {
     #[arg(long, value_name = "LINE", default_value = "QUIT")]
     quit: String,
 
-    /// Load threads [default: one per CPU this process may run on].
-    #[arg(long, value_name = "N")]
+    /// Load threads, at least 1 [default: one per CPU this process may run on].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     threads: Option<usize>,
 
     /// Connect from this many loopback addresses 127.0.0.1..N, so that many connections do
@@ -558,12 +558,40 @@ fn bench_command(runtime: &tokio::runtime::Runtime, args: BenchArgs) -> ExitCode
     }
 }
 
+/// A count of at least 1 (`-c 0` would silently mean 1 otherwise).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A duration of more than 0.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn run_bench(
     runtime: &tokio::runtime::Runtime,
     args: &BenchArgs,
 ) -> Result<BenchReport, ClientError> {
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(ClientError::Usage(format!(
+            "--rate {rate}: must be a number of requests per second above 0"
+        )));
+    }
     let target = Target::parse(&args.target)?;
     let addr = runtime.block_on(target.resolve())?[0];
+    // One connection first: with nothing listening, say so in one line (exit 3, as every other
+    // command does) rather than print a summary of zeros.
+    drop(runtime.block_on(Client::connect_addr(addr, args.timeout))?);
     let expect = match (&args.expect, args.request.as_str()) {
         (Some(prefix), _) => Expect::Prefix(prefix.as_bytes().to_vec()),
         (None, request) if request.eq_ignore_ascii_case("TIME") => Expect::JamTime {
@@ -580,7 +608,7 @@ fn run_bench(
         (None, true) => Mode::ConnectPerRequest,
         (None, false) => Mode::ClosedLoop,
     };
-    let mut connections = args.connections.max(1);
+    let mut connections = args.connections;
     // Raise our own descriptor limit as far as allowed, and say so if -c still does not fit.
     if let Ok(limit) = jam::config::raise_open_file_limit() {
         let usable = usize::try_from(limit.saturating_sub(32)).unwrap_or(usize::MAX);
@@ -609,7 +637,7 @@ fn run_bench(
     let config = BenchConfig {
         target: addr,
         connections,
-        pipeline: args.pipeline.max(1),
+        pipeline: args.pipeline,
         requests,
         duration: args.duration,
         mode,
