@@ -58,6 +58,22 @@ const ROWS: &[Row] = &[
         code: 2,
         says: &["\"loud\" is not a level"],
     },
+    // jamd: booleans from the environment: what systemd and shells write, nothing else; a true
+    // one still conflicts with --tz.
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}"],
+        env: &[("JAMD_UTC", "banana")],
+        code: 2,
+        says: &["invalid value 'banana' for '--utc'"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--tz", "Asia/Jakarta"],
+        env: &[("JAMD_UTC", "yes")],
+        code: 2,
+        says: &["--utc (or JAMD_UTC) and --tz (or JAMD_TZ) cannot both be used"],
+    },
     // jam: addresses, each common mistake with its hint.
     Row {
         binary: "jam",

@@ -422,6 +422,29 @@ fn utc_flag_reports_utc() {
 }
 
 #[test]
+fn booleans_from_the_environment_take_what_systemd_and_shells_write() {
+    for (value, zone) in [("1", "zone=UTC"), ("yes", "zone=UTC"), ("on", "zone=UTC")] {
+        let mut command = Command::new(JAMD);
+        command.env("TZ", "Asia/Jakarta").env("JAMD_UTC", value);
+        let jamd = Jamd::spawn_with(command, &[]);
+        let line = jamd.wait_for_log("listening on");
+        assert!(line.contains(zone), "JAMD_UTC={value}: {line}");
+        assert_reports_utc_plus(jamd.addr, 0);
+    }
+    for value in ["0", "no", "off", "false"] {
+        let mut command = Command::new(JAMD);
+        command.env("TZ", "Asia/Jakarta").env("JAMD_UTC", value);
+        let jamd = Jamd::spawn_with(command, &[]);
+        assert_reports_utc_plus(jamd.addr, 7 * 3600);
+    }
+    // A false JAMD_UTC does not conflict with --tz (a systemd drop-in may set it).
+    let mut command = Command::new(JAMD);
+    command.env("JAMD_UTC", "false");
+    let jamd = Jamd::spawn_with(command, &["--tz", "Asia/Jakarta"]);
+    assert_reports_utc_plus(jamd.addr, 7 * 3600);
+}
+
+#[test]
 fn unknown_zone_exits_non_zero_naming_the_zone() {
     let mut command = jamd_command();
     command.args(["--listen", "127.0.0.1:0", "--tz", "Mars/Base"]);

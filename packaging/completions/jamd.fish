@@ -28,7 +28,7 @@ complete-elvish\t'An elvish completion script'
 complete-powershell\t'A PowerShell completion script'"
 complete -c jamd -l reuse-port -d 'Let several jamd processes listen on the same address (SO_REUSEPORT); the kernel spreads new connections over them. Every process must set it'
 complete -c jamd -l proxy-protocol -d 'Require a PROXY protocol header (v1 or v2, as HAProxy\'s send-proxy sends) on every connection and log the client address it carries; connections without one are closed. Only for servers behind a load balancer: a client could otherwise forge its address'
-complete -c jamd -l utc -d 'Report UTC instead of the local time zone'
+complete -c jamd -l utc -d 'Report UTC instead of the local time zone. From the environment, JAMD_UTC takes 1/0, true/false, yes/no, on/off'
 complete -c jamd -s q -l quiet -d 'Log only warnings and errors'
 complete -c jamd -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jamd -s V -l version -d 'Print version'

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::builder::BoolishValueParser;
 use clap::{CommandFactory as _, Parser};
 use jam::clock::{self, LocalClock, SystemClock};
 use jam::config::{self, ServerConfig, format_duration, format_size, parse_duration, parse_size};
@@ -63,7 +64,7 @@ struct Args {
 
     /// Let several jamd processes listen on the same address (SO_REUSEPORT); the kernel spreads
     /// new connections over them. Every process must set it.
-    #[arg(long, env = "JAMD_REUSE_PORT")]
+    #[arg(long, env = "JAMD_REUSE_PORT", action = clap::ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     reuse_port: bool,
 
     /// Run as this user once every port is bound and the file limit is raised (started as root,
@@ -79,7 +80,7 @@ struct Args {
     /// Require a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) on every
     /// connection and log the client address it carries; connections without one are closed.
     /// Only for servers behind a load balancer: a client could otherwise forge its address.
-    #[arg(long, env = "JAMD_PROXY_PROTOCOL")]
+    #[arg(long, env = "JAMD_PROXY_PROTOCOL", action = clap::ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     proxy_protocol: bool,
 
     /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (repeatable). Off by default;
@@ -92,8 +93,9 @@ struct Args {
     #[arg(long, value_name = "DURATION", env = "JAMD_CLOCK_CHECK", default_value = default_duration(|c| c.clock_check), value_parser = parse_duration)]
     clock_check: Duration,
 
-    /// Report UTC instead of the local time zone.
-    #[arg(long, env = "JAMD_UTC", conflicts_with = "tz")]
+    /// Report UTC instead of the local time zone. From the environment, JAMD_UTC takes 1/0,
+    /// true/false, yes/no, on/off.
+    #[arg(long, env = "JAMD_UTC", action = clap::ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     utc: bool,
 
     /// Report time in this IANA zone (e.g. Asia/Jakarta) [default: TZ, then /etc/localtime].
@@ -185,6 +187,15 @@ fn default_size(pick: fn(&ServerConfig) -> usize) -> String {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // Checked here, not with clap's conflicts_with: JAMD_UTC=false with --tz is no conflict.
+    if args.utc && args.tz.is_some() {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--utc (or JAMD_UTC) and --tz (or JAMD_TZ) cannot both be used: pick one zone",
+            )
+            .exit();
+    }
     if let Some(what) = args.generate {
         return match generate::write(what, Args::command(), &mut std::io::stdout().lock()) {
             Ok(()) => std::process::ExitCode::SUCCESS,
