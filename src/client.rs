@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
+use crate::address;
 use crate::clock::TimeOfDay;
 use crate::config::DEFAULT_PORT;
 use crate::protocol::escape_word;
@@ -123,83 +124,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `HOST[:PORT]`; IPv6 literals go in brackets (`[::1]:45000`), or bare without a port.
-    /// Each common mistake gets its own hint: an IPv6 address and port without brackets, port 0
-    /// or out of range, a URL scheme, a link-local address without its interface.
+    /// Parses `HOST[:PORT]` (the port defaults to 45000) with [`crate::address`], the parser
+    /// `jamd --listen` uses too: each common mistake gets its hint.
     pub fn parse(s: &str) -> Result<Target, ClientError> {
-        let s = s.trim();
-        let bad = |why: String| ClientError::Address(s.to_string(), why);
-        let usual =
-            || bad("expected HOST[:PORT], e.g. 127.0.0.1:45000, [::1]:45000, time.lab".to_string());
-        if s.is_empty() {
-            return Err(usual());
-        }
-        if let Some((scheme, rest)) = s.split_once("://") {
-            return Err(bad(format!(
-                "drop the \"{scheme}://\": jam speaks its own protocol over TCP, so give \
-                 HOST[:PORT] ({})",
-                rest.trim_end_matches('/')
-            )));
-        }
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (host, after) = rest.split_once(']').ok_or_else(usual)?;
-            match after {
-                "" => (host, None),
-                _ => (host, Some(after.strip_prefix(':').ok_or_else(usual)?)),
-            }
-        } else if s.matches(':').count() > 1 {
-            if s.parse::<std::net::Ipv6Addr>().is_err()
-                && let Some((ip, port)) = s.rsplit_once(':')
-                && ip.parse::<std::net::Ipv6Addr>().is_ok()
-                && port.parse::<u32>().is_ok()
-            {
-                return Err(bad(format!(
-                    "put an IPv6 address in brackets when a port follows: [{ip}]:{port}"
-                )));
-            }
-            (s, None)
-        } else if let Some((host, port)) = s.split_once(':') {
-            (host, Some(port))
-        } else {
-            (s, None)
-        };
-        let port = match port {
-            Some(p) => match p.parse::<u32>() {
-                Ok(0) => {
-                    return Err(bad(
-                        "port 0 cannot be dialled; a port is 1 to 65535".to_string()
-                    ));
-                }
-                Ok(n) => u16::try_from(n)
-                    .map_err(|_| bad(format!("port {n} is out of range; a port is 1 to 65535")))?,
-                Err(_) => return Err(usual()),
-            },
-            None => DEFAULT_PORT,
-        };
-        if host.is_empty() {
-            return Err(usual());
-        }
-        if let Ok(ip) = host.parse::<std::net::Ipv6Addr>()
-            && ip.segments()[0] & 0xffc0 == 0xfe80
-        {
-            return Err(bad(format!(
-                "{ip} is link-local: name the interface it is on, e.g. [{ip}%eth0]:{port}"
-            )));
-        }
+        let parsed = address::parse(s, address::Use::Dial)
+            .map_err(|e| ClientError::Address(e.text, e.hint))?;
         Ok(Target {
-            host: host.to_string(),
-            port,
+            host: parsed.host,
+            port: parsed.port.unwrap_or(DEFAULT_PORT),
         })
     }
 
-    /// Whether `text` names a port (`host:1`, `[::1]:1`), as opposed to a host alone (`host`,
-    /// `::1`, `[::1]`).
+    /// Whether `text` names a port (`host:1`, `[::1]:1`), as opposed to a host alone.
     pub fn names_port(text: &str) -> bool {
-        let text = text.trim();
-        match text.strip_prefix('[') {
-            Some(rest) => rest.contains("]:"),
-            None => text.matches(':').count() == 1,
-        }
+        address::names_port(text)
     }
 
     /// Resolves the host to socket addresses.
@@ -645,45 +583,16 @@ mod tests {
     }
 
     #[test]
-    fn each_common_address_mistake_gets_its_hint() {
-        for (text, hint) in [
-            (
-                "::1:48002",
-                "put an IPv6 address in brackets when a port follows: [::1]:48002",
-            ),
-            ("fe80::1:45000", "[fe80::1]:45000"),
-            ("127.0.0.1:0", "port 0 cannot be dialled"),
-            ("[::1]:0", "port 0 cannot be dialled"),
-            ("h:70000", "port 70000 is out of range"),
-            ("http://lab:45000/", "drop the \"http://\""),
-            ("tcp://lab:45000", "(lab:45000)"),
-            ("fe80::1", "fe80::1 is link-local"),
-            ("[fe80::1]:45000", "[fe80::1%eth0]:45000"),
-            ("host:port", "expected HOST[:PORT]"),
-        ] {
-            let e = Target::parse(text).expect_err(text);
-            assert_eq!(e.exit_code(), 2, "{text}");
-            let message = e.to_string();
-            assert!(
-                message.starts_with(&format!("invalid address {text:?}: ")),
-                "{message}"
-            );
-            assert!(message.contains(hint), "{text}: {message}");
-        }
-        assert_eq!(Target::parse("::1").expect("bare IPv6").port, 45000);
-        for (text, named) in [
-            ("h:1", true),
-            ("[::1]:1", true),
-            ("h", false),
-            ("::1", false),
-            ("[::1]", false),
-        ] {
-            assert_eq!(Target::names_port(text), named, "{text}");
-        }
+    fn an_address_mistake_is_a_usage_error_with_its_hint() {
+        let e = Target::parse("::1:48002").expect_err("no brackets");
+        assert_eq!(e.exit_code(), 2);
         assert_eq!(
-            Target::parse("2001:db8::1").expect("bare IPv6").host,
-            "2001:db8::1"
+            e.to_string(),
+            "invalid address \"::1:48002\": put an IPv6 address in brackets when a port \
+             follows: [::1]:48002"
         );
+        assert_eq!(Target::parse("::1").expect("bare IPv6").port, 45000);
+        assert!(Target::names_port("h:1") && !Target::names_port("h"));
     }
 
     #[test]

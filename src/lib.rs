@@ -11,6 +11,7 @@
 //! | layer | module | owns |
 //! |---|---|---|
 //! | pure core (no I/O) | [`codec`] | line framing with a length cap, telnet command removal |
+//! | | [`address`] | `HOST[:PORT]` as people write it, for dialling and listening, with a hint per mistake |
 //! | | [`protocol`] | request parsing and reply encoding; error lines and their kinds |
 //! | | [`responder`] | a session's protocol core: input bytes in, replies out; why a session ends |
 //! | | [`clock`] | the time source behind a trait; local time per second, cached |
@@ -31,6 +32,7 @@
 //! | binaries' shared parts | [`logging`] | non-blocking text/JSON logs |
 //! | | [`generate`] | `--generate`: shell completions and man pages from the clap definitions |
 
+pub mod address;
 pub mod bench;
 pub mod check;
 pub mod client;

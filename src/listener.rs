@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::address;
 use crate::config::format_duration;
 use crate::ports;
 
@@ -216,24 +217,23 @@ pub fn listen_ports(specs: &[String]) -> Vec<u16> {
 }
 
 fn resolve(spec: &str) -> Result<Vec<SocketAddr>, BindError> {
-    let spec = spec.trim();
-    let error = |reason: String| BindError::Address {
-        addr: spec.to_string(),
-        reason,
-    };
-    if let Some(port) = spec.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| error("invalid port".into()))?;
+    let parsed = address::parse(spec, address::Use::Listen).map_err(|e| BindError::Address {
+        addr: e.text,
+        reason: e.hint,
+    })?;
+    // Listen always parses a port.
+    let port = parsed.port.unwrap_or_default();
+    if parsed.host.is_empty() {
         return Ok(vec![SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))]);
     }
-    if let Ok(addr) = spec.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
+    if let Ok(ip) = parsed.host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    if !spec.contains(':') {
-        return Err(error(
-            "expected HOST:PORT, e.g. 127.0.0.1:45000, [::1]:45000 or :45000".into(),
-        ));
-    }
-    let addrs: Vec<_> = spec
+    let error = |reason: String| BindError::Address {
+        addr: spec.trim().to_string(),
+        reason,
+    };
+    let addrs: Vec<_> = (parsed.host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| error(e.to_string()))?
         .collect();

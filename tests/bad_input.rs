@@ -74,6 +74,40 @@ const ROWS: &[Row] = &[
         code: 2,
         says: &["--utc (or JAMD_UTC) and --tz (or JAMD_TZ) cannot both be used"],
     },
+    // jamd: addresses go through the same parser as jam's, and a bad one is a usage error.
+    Row {
+        binary: "jamd",
+        args: &["--listen", "::1:{port}"],
+        env: &[],
+        code: 2,
+        says: &["put an IPv6 address in brackets when a port follows: [::1]:"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1"],
+        env: &[],
+        code: 2,
+        says: &["expected HOST:PORT"],
+    },
+    Row {
+        binary: "jamd",
+        args: &[
+            "--listen",
+            "127.0.0.1:{port}",
+            "--metrics",
+            "http://127.0.0.1:9145",
+        ],
+        env: &[],
+        code: 2,
+        says: &["drop the \"http://\": give HOST:PORT (127.0.0.1:9145)"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:70000"],
+        env: &[],
+        code: 2,
+        says: &["port 70000 is out of range"],
+    },
     // jam: addresses, each common mistake with its hint.
     Row {
         binary: "jam",

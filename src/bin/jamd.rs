@@ -28,7 +28,14 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 ///
 /// Try it: `nc localhost 45000`, then type TIME.
 #[derive(Debug, Parser)]
-#[command(name = "jamd", version)]
+#[command(
+    name = "jamd",
+    version,
+    after_help = "Exit status: 0 stopped cleanly (SIGINT or SIGTERM); 1 a runtime failure (cannot \
+                  listen, cannot drop privileges, …); 2 a usage error (a bad flag, environment \
+                  variable, address or log filter); 130 or 143 a second SIGINT or SIGTERM during \
+                  the drain."
+)]
 struct Args {
     /// Address to listen on (repeatable): 127.0.0.1:45000, [::1]:45000, :45000.
     /// [default: [::]:PORT, dual-stack; 0.0.0.0:PORT where IPv6 is unavailable; under systemd
@@ -208,7 +215,13 @@ fn main() -> std::process::ExitCode {
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A command line or environment that cannot work is a usage error, as clap's own are.
-        Err(e) if e.downcast_ref::<logging::FilterError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<logging::FilterError>().is_some()
+                || matches!(
+                    e.downcast_ref::<listener::BindError>(),
+                    Some(listener::BindError::Address { .. })
+                ) =>
+        {
             eprintln!("jamd: error: {e:#}");
             std::process::ExitCode::from(2)
         }
