@@ -146,7 +146,12 @@ pub enum ErrorReply<'a> {
     /// No complete request arrived within the idle timeout.
     IdleTimeout,
     /// A partial line did not complete within the line timeout.
-    LineTimeout,
+    LineTimeout {
+        /// Bytes of the line received.
+        held: usize,
+        /// The line timeout.
+        after: std::time::Duration,
+    },
     /// The server is at its connection limit.
     ServerBusy,
     /// The client's address has as many connections open as one address may.
@@ -212,7 +217,7 @@ impl ErrorReply<'_> {
             ErrorReply::LineTooLong { .. } => ErrorKind::LineTooLong,
             ErrorReply::MissingLineEnd => ErrorKind::MissingLineEnd,
             ErrorReply::IdleTimeout => ErrorKind::IdleTimeout,
-            ErrorReply::LineTimeout => ErrorKind::LineTimeout,
+            ErrorReply::LineTimeout { .. } => ErrorKind::LineTimeout,
             ErrorReply::ServerBusy => ErrorKind::ServerBusy,
             ErrorReply::TooManyFromAddress { .. } => ErrorKind::PerIp,
         }
@@ -241,7 +246,17 @@ impl ErrorReply<'_> {
             }
             ErrorReply::MissingLineEnd => out.extend_from_slice(b"request must end with CR LF"),
             ErrorReply::IdleTimeout => out.extend_from_slice(b"idle timeout"),
-            ErrorReply::LineTimeout => out.extend_from_slice(b"line timeout"),
+            // Names what arrived and what is missing: the course's first client (an echo client)
+            // sends text with no line end and would otherwise learn nothing from this line.
+            ErrorReply::LineTimeout { held, after } => out.extend_from_slice(
+                format!(
+                    "line timeout: {held} byte{} and no CR LF in {}; end each request with CR LF \
+                     (try TIME)",
+                    if held == 1 { "" } else { "s" },
+                    crate::config::format_duration(after)
+                )
+                .as_bytes(),
+            ),
             ErrorReply::ServerBusy => out.extend_from_slice(b"server busy"),
             ErrorReply::TooManyFromAddress { max } => out.extend_from_slice(
                 format!("too many connections from your address (max {max})").as_bytes(),
@@ -416,7 +431,13 @@ mod tests {
             (ErrorReply::LineTooLong { max: 8 }, "line_too_long"),
             (ErrorReply::MissingLineEnd, "missing_line_end"),
             (ErrorReply::IdleTimeout, "idle_timeout"),
-            (ErrorReply::LineTimeout, "line_timeout"),
+            (
+                ErrorReply::LineTimeout {
+                    held: 1,
+                    after: std::time::Duration::from_secs(1),
+                },
+                "line_timeout",
+            ),
             (ErrorReply::ServerBusy, "server_busy"),
             (ErrorReply::TooManyFromAddress { max: 3 }, "per_ip"),
         ];
@@ -451,6 +472,22 @@ mod tests {
             "ERR request must end with CR LF\r\n"
         );
         assert_eq!(error_line(ErrorReply::IdleTimeout), "ERR idle timeout\r\n");
+        assert_eq!(
+            error_line(ErrorReply::LineTimeout {
+                held: 46,
+                after: std::time::Duration::from_secs(30)
+            }),
+            "ERR line timeout: 46 bytes and no CR LF in 30s; end each request with CR LF (try \
+             TIME)\r\n"
+        );
+        assert_eq!(
+            error_line(ErrorReply::LineTimeout {
+                held: 1,
+                after: std::time::Duration::from_millis(300)
+            }),
+            "ERR line timeout: 1 byte and no CR LF in 300ms; end each request with CR LF (try \
+             TIME)\r\n"
+        );
         assert_eq!(error_line(ErrorReply::ServerBusy), "ERR server busy\r\n");
         assert_eq!(
             error_line(ErrorReply::TooManyFromAddress { max: 25 }),

@@ -197,6 +197,11 @@ impl Responder {
         self.decoder.in_line()
     }
 
+    /// Bytes of the unfinished line held between reads (what a line timeout reports).
+    pub fn held(&self) -> usize {
+        self.decoder.buffered()
+    }
+
     /// Answers the complete requests in `input`, appending replies to `out`. Stops once `out`
     /// holds `max_output` bytes or more (the caller offers the unused input again later) or after a
     /// request that ends the session (the rest of the input is to be ignored).
@@ -498,8 +503,10 @@ mod tests {
         assert!(!r.in_line());
         r.respond(b"TI", &mut out, &clock(), usize::MAX);
         assert!(r.in_line());
+        assert_eq!(r.held(), 2, "what a line timeout reports");
         r.respond(b"ME\r\n", &mut out, &clock(), usize::MAX);
         assert!(!r.in_line());
+        assert_eq!(r.held(), 0);
     }
 
     #[test]

@@ -292,9 +292,41 @@ async fn a_line_dripping_in_is_closed_after_the_line_timeout() {
     let (got, end) = read_until_closed(&mut reader).await;
     let elapsed = start.elapsed();
     drip.abort();
-    assert_bytes(&got, b"ERR line timeout\r\n");
+    // How many bytes dripped in before the timeout depends on timing; the rest is exact.
+    let said = String::from_utf8(got).expect("UTF-8");
+    let held: usize = said
+        .strip_prefix("ERR line timeout: ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said:?}"));
+    assert!((1..=10).contains(&held), "{said:?}");
+    assert!(
+        said.ends_with(" and no CR LF in 300ms; end each request with CR LF (try TIME)\r\n"),
+        "{said:?}"
+    );
     assert!(end.is_ok(), "clean close expected: {end:?}");
     assert!(elapsed >= line_timeout, "closed after {elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_course_echo_clients_text_without_a_line_end_is_told_what_is_missing() {
+    // The course's first client sends its text with sendall() and no line end, then waits.
+    let server = TestServer::start(ServerConfig {
+        line_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut stream = server.connect().await;
+    stream
+        .write_all(b"INI ADALAH DATA YANG DIKIRIM ABCDEFGHIJKLMNOP")
+        .await
+        .expect("send");
+    let (got, end) = read_until_closed(&mut stream).await;
+    assert_bytes(
+        &got,
+        b"ERR line timeout: 45 bytes and no CR LF in 300ms; end each request with CR LF (try TIME)\r\n",
+    );
+    assert!(end.is_ok(), "clean close expected: {end:?}");
 }
 
 // --- max_output and write_timeout --------------------------------------------------------------

@@ -365,5 +365,8 @@ fn a_partial_line_right_after_the_header_is_cut_off_by_the_line_timeout() {
     stream
         .read_to_end(&mut all)
         .expect("closed by the line timeout");
-    assert_eq!(all, b"ERR line timeout\r\n");
+    assert_eq!(
+        all,
+        &b"ERR line timeout: 2 bytes and no CR LF in 300ms; end each request with CR LF (try TIME)\r\n"[..]
+    );
 }

@@ -411,7 +411,13 @@ impl Conn {
                     .line_started
                     .is_some_and(|start| passed(start, line_timeout))
                 {
-                    Some((ErrorReply::LineTimeout, CloseReason::LineTimeout))
+                    Some((
+                        ErrorReply::LineTimeout {
+                            held: s.responder.held(),
+                            after: line_timeout,
+                        },
+                        CloseReason::LineTimeout,
+                    ))
                 } else if passed(s.last_request, idle_timeout) {
                     Some((ErrorReply::IdleTimeout, CloseReason::IdleTimeout))
                 } else {
