@@ -66,7 +66,87 @@ impl Default for ServerConfig {
     }
 }
 
+/// A setting outside its documented range: a usage error (jamd exits 2), said in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} {value}: must be {range}")]
+pub struct ConfigError {
+    /// The flag that sets it (the environment variable is named in `--help`).
+    pub setting: &'static str,
+    /// The value given, as the user would write it.
+    pub value: String,
+    /// The documented range.
+    pub range: &'static str,
+}
+
+/// Longest request line a server may be configured for: a request is a few bytes, and each
+/// connection may hold this much of a partial line.
+pub const MAX_LINE_LIMIT: usize = 64 * 1024;
+/// Largest output cap: replies waiting for one client.
+pub const MAX_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
+/// Most connections a server may be configured for.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+/// Most event loops.
+pub const MAX_THREADS: usize = 1024;
+/// Longest timeout, grace or wait: past a day is a typo, not a setting.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 impl ServerConfig {
+    /// Checks every setting against its documented range, before anything starts. Zero has one
+    /// meaning per kind of setting: a timeout, grace or wait of 0 is off (or "at once"), and so is
+    /// a per-address limit of 0; a size, a connection limit or a thread count of 0 is an error
+    /// (`threads` 0 in this struct means one per CPU; the binary never sets it from a flag).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |setting, value: String, range| {
+            Err(ConfigError {
+                setting,
+                value,
+                range,
+            })
+        };
+        if !(1..=MAX_LINE_LIMIT).contains(&self.max_line) {
+            return fail("--max-line", format_size(self.max_line), "1 to 64KiB bytes");
+        }
+        if !(1..=MAX_OUTPUT_LIMIT).contains(&self.max_output) {
+            return fail(
+                "--max-output",
+                format_size(self.max_output),
+                "1 to 16MiB bytes",
+            );
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections) {
+            return fail(
+                "--max-connections",
+                self.max_connections.to_string(),
+                "1 to 1000000",
+            );
+        }
+        if let Some(n) = self.max_connections_per_ip
+            && n > self.max_connections
+        {
+            return fail(
+                "--max-connections-per-ip",
+                n.to_string(),
+                "0 (off), auto, or at most --max-connections",
+            );
+        }
+        if self.threads > MAX_THREADS {
+            return fail("--threads", self.threads.to_string(), "1 to 1024");
+        }
+        for (setting, value) in [
+            ("--idle-timeout", self.idle_timeout),
+            ("--line-timeout", self.line_timeout),
+            ("--write-timeout", self.write_timeout),
+            ("--shutdown-grace", self.shutdown_grace),
+            ("--bind-wait", self.bind_wait),
+            ("--clock-check", self.clock_check),
+        ] {
+            if value > MAX_DURATION {
+                return fail(setting, format_duration(value), "0 (off) to 24h");
+            }
+        }
+        Ok(())
+    }
+
     /// The per-address limit in force: `None` when it is off.
     pub fn per_ip_limit(&self) -> Option<usize> {
         match self.max_connections_per_ip {
@@ -175,6 +255,64 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setting_is_checked_against_its_range() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        let at = |f: fn(&mut ServerConfig)| {
+            let mut c = ServerConfig::default();
+            f(&mut c);
+            c.validate().map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            at(|c| c.max_line = 0),
+            Err("--max-line 0: must be 1 to 64KiB bytes".into())
+        );
+        assert_eq!(at(|c| c.max_line = MAX_LINE_LIMIT), Ok(()));
+        assert_eq!(
+            at(|c| c.max_line = 100 << 30),
+            Err("--max-line 100GiB: must be 1 to 64KiB bytes".into())
+        );
+        assert_eq!(at(|c| c.max_line = 1), Ok(()));
+        assert!(at(|c| c.max_output = 0).is_err());
+        assert_eq!(at(|c| c.max_output = MAX_OUTPUT_LIMIT), Ok(()));
+        assert!(at(|c| c.max_output = MAX_OUTPUT_LIMIT + 1).is_err());
+        assert_eq!(
+            at(|c| c.max_connections = 0),
+            Err("--max-connections 0: must be 1 to 1000000".into())
+        );
+        assert_eq!(at(|c| c.max_connections = 1), Ok(()));
+        assert_eq!(at(|c| c.max_connections = MAX_CONNECTIONS_LIMIT), Ok(()));
+        assert!(at(|c| c.max_connections = MAX_CONNECTIONS_LIMIT + 1).is_err());
+        assert_eq!(
+            at(|c| c.max_connections_per_ip = Some(0)),
+            Ok(()),
+            "0 is off"
+        );
+        assert_eq!(at(|c| c.max_connections_per_ip = Some(10_000)), Ok(()));
+        assert!(at(|c| c.max_connections_per_ip = Some(10_001)).is_err());
+        assert_eq!(at(|c| c.threads = MAX_THREADS), Ok(()));
+        assert_eq!(
+            at(|c| c.threads = 100_000),
+            Err("--threads 100000: must be 1 to 1024".into())
+        );
+        assert_eq!(at(|c| c.idle_timeout = Duration::ZERO), Ok(()), "0 is off");
+        assert_eq!(at(|c| c.clock_check = MAX_DURATION), Ok(()));
+        assert_eq!(
+            at(|c| c.line_timeout = MAX_DURATION + Duration::from_secs(1)),
+            Err("--line-timeout 86401s: must be 0 (off) to 24h".into())
+        );
+        for f in [
+            (|c: &mut ServerConfig| c.idle_timeout = Duration::from_secs(86_401))
+                as fn(&mut ServerConfig),
+            |c| c.write_timeout = Duration::from_secs(86_401),
+            |c| c.shutdown_grace = Duration::from_secs(86_401),
+            |c| c.bind_wait = Duration::from_secs(86_401),
+            |c| c.clock_check = Duration::from_secs(86_401),
+        ] {
+            assert!(at(f).is_err());
+        }
+    }
 
     #[test]
     fn durations() {

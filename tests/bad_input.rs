@@ -74,6 +74,76 @@ const ROWS: &[Row] = &[
         code: 2,
         says: &["--utc (or JAMD_UTC) and --tz (or JAMD_TZ) cannot both be used"],
     },
+    // jamd: every setting has a range; 0 means off only for timeouts and the per-address limit.
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--threads", "0"],
+        env: &[],
+        code: 2,
+        says: &["'--threads <N>': must be at least 1"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--threads", "100000"],
+        env: &[],
+        code: 2,
+        says: &["--threads 100000: must be 1 to 1024"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--max-line", "100GiB"],
+        env: &[],
+        code: 2,
+        says: &["--max-line 100GiB: must be 1 to 64KiB bytes"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}"],
+        env: &[("JAMD_MAX_LINE", "0")],
+        code: 2,
+        says: &["--max-line 0: must be 1 to 64KiB bytes"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--max-connections", "0"],
+        env: &[],
+        code: 2,
+        says: &["--max-connections 0: must be 1 to 1000000"],
+    },
+    Row {
+        binary: "jamd",
+        args: &[
+            "--listen",
+            "127.0.0.1:{port}",
+            "--max-connections",
+            "8",
+            "--max-connections-per-ip",
+            "9",
+        ],
+        env: &[],
+        code: 2,
+        says: &["--max-connections-per-ip 9: must be 0 (off), auto, or at most --max-connections"],
+    },
+    Row {
+        binary: "jamd",
+        args: &["--listen", "127.0.0.1:{port}", "--idle-timeout", "1000h"],
+        env: &[],
+        code: 2,
+        says: &["--idle-timeout 1000h: must be 0 (off) to 24h"],
+    },
+    Row {
+        binary: "jamd",
+        args: &[
+            "--check-config",
+            "--listen",
+            "127.0.0.1:{port}",
+            "--max-output",
+            "0",
+        ],
+        env: &[],
+        code: 2,
+        says: &["--max-output 0: must be 1 to 16MiB bytes"],
+    },
     // jamd: addresses go through the same parser as jam's, and a bad one is a usage error.
     Row {
         binary: "jamd",
@@ -294,4 +364,41 @@ fn bench_refuses_zero_counts_and_says_once_that_nothing_listens() {
             output.stdout
         );
     }
+}
+
+/// `jamd --check-config` (as `nginx -t`): validates, prints each setting with where it came from,
+/// exits 0, and binds nothing.
+#[test]
+fn check_config_prints_the_settings_and_their_sources_and_binds_nothing() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let output = Command::new(env!("CARGO_BIN_EXE_jamd"))
+        .args(["--check-config", "--listen", &listen, "--threads", "2"])
+        .env("JAMD_IDLE_TIMEOUT", "1m")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("jamd --check-config");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let line = |flag: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{flag} ")))
+            .unwrap_or_else(|| panic!("no {flag} line in {stdout}"))
+            .to_string()
+    };
+    assert!(line("--listen").contains(&listen) && line("--listen").ends_with("(flag)"));
+    assert!(
+        line("--idle-timeout").contains("1m")
+            && line("--idle-timeout").ends_with("(JAMD_IDLE_TIMEOUT)")
+    );
+    assert!(line("--line-timeout").ends_with("(default)"));
+    assert!(line("--tz").ends_with("(not set)"));
+    assert!(stdout.contains("effective: max_connections="), "{stdout}");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),
+        "--check-config bound {addr}"
+    );
 }

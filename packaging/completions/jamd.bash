@@ -23,7 +23,7 @@ _jamd() {
 
     case "${cmd}" in
         jamd)
-            opts="-l -p -q -h -V --listen --port --rfc868 --daytime --bind-wait --reuse-port --user --group --proxy-protocol --metrics --clock-check --utc --tz --max-line --max-connections --max-connections-per-ip --idle-timeout --line-timeout --write-timeout --max-output --shutdown-grace --threads --log-level --log-format --quiet --generate --help --version"
+            opts="-l -p -q -h -V --listen --port --rfc868 --daytime --bind-wait --reuse-port --user --group --proxy-protocol --metrics --clock-check --utc --tz --max-line --max-connections --max-connections-per-ip --idle-timeout --line-timeout --write-timeout --max-output --shutdown-grace --threads --check-config --log-level --log-format --quiet --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

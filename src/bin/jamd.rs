@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::builder::BoolishValueParser;
-use clap::{CommandFactory as _, Parser};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 use jam::clock::{self, LocalClock, SystemClock};
 use jam::config::{self, ServerConfig, format_duration, format_size, parse_duration, parse_size};
 use jam::generate::{self, Generate};
@@ -109,12 +109,12 @@ struct Args {
     #[arg(long, value_name = "ZONE", env = "JAMD_TZ")]
     tz: Option<String>,
 
-    /// Longest request line in bytes, not counting the line end; longer lines get
+    /// Longest request line in bytes (1 to 64KiB), not counting the line end; longer lines get
     /// `ERR line too long` and the connection is closed.
     #[arg(long, value_name = "BYTES", env = "JAMD_MAX_LINE", default_value_t = ServerConfig::default().max_line, value_parser = parse_size)]
     max_line: usize,
 
-    /// Most concurrent connections; more get `ERR server busy` and are closed.
+    /// Most concurrent connections, 1 to 1000000; more get `ERR server busy` and are closed.
     /// [default: the open-file limit minus headroom]
     #[arg(long, value_name = "N", env = "JAMD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
@@ -138,7 +138,7 @@ struct Args {
     #[arg(long, value_name = "DURATION", env = "JAMD_WRITE_TIMEOUT", default_value = default_duration(|c| c.write_timeout), value_parser = parse_duration)]
     write_timeout: Duration,
 
-    /// Stop reading from a client once this many reply bytes wait to be sent to it.
+    /// Stop reading from a client once this many reply bytes (1 to 16MiB) wait to be sent to it.
     #[arg(long, value_name = "BYTES", env = "JAMD_MAX_OUTPUT", default_value = default_size(|c| c.max_output), value_parser = parse_size)]
     max_output: usize,
 
@@ -146,10 +146,15 @@ struct Args {
     #[arg(long, value_name = "DURATION", env = "JAMD_SHUTDOWN_GRACE", default_value = default_duration(|c| c.shutdown_grace), value_parser = parse_duration)]
     shutdown_grace: Duration,
 
-    /// Event loops, one thread each, that serve connections [default: one per CPU this process
-    /// may run on].
-    #[arg(long, value_name = "N", env = "JAMD_THREADS")]
+    /// Event loops, one thread each, that serve connections, 1 to 1024 [default: one per CPU this
+    /// process may run on].
+    #[arg(long, value_name = "N", env = "JAMD_THREADS", value_parser = positive_count)]
     threads: Option<usize>,
+
+    /// Check the flags and environment, print the settings and where each came from (default,
+    /// environment, flag), and exit: 0 when jamd would start, 2 when not. Binds nothing.
+    #[arg(long)]
+    check_config: bool,
 
     /// Log level or filter directives (error, warn, info, debug, trace) [default: RUST_LOG, then info].
     #[arg(long, value_name = "LEVEL", env = "JAMD_LOG_LEVEL")]
@@ -193,7 +198,8 @@ fn default_size(pick: fn(&ServerConfig) -> usize) -> String {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Checked here, not with clap's conflicts_with: JAMD_UTC=false with --tz is no conflict.
     if args.utc && args.tz.is_some() {
         Args::command()
@@ -212,11 +218,17 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    match run(args) {
+    let result = if args.check_config {
+        check_config(&args, &matches)
+    } else {
+        run(args)
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A command line or environment that cannot work is a usage error, as clap's own are.
         Err(e)
             if e.downcast_ref::<logging::FilterError>().is_some()
+                || e.downcast_ref::<config::ConfigError>().is_some()
                 || matches!(
                     e.downcast_ref::<listener::BindError>(),
                     Some(listener::BindError::Address { .. })
@@ -232,40 +244,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    // First, while jamd has one thread: taking the sockets clears LISTEN_FDS (systemd.rs).
-    let activated = systemd::take_listeners()?;
-    let default_level = if args.quiet { "warn" } else { "info" };
-    let _log_guard = logging::init(args.log_format, args.log_level.as_deref(), default_level)?;
-
-    if args.max_line == 0 {
-        anyhow::bail!("--max-line must be at least 1 byte");
-    }
-    if args.max_output == 0 {
-        anyhow::bail!("--max-output must be at least 1 byte");
-    }
-    let open_files = match config::raise_open_file_limit() {
-        Ok(limit) => Some(limit),
-        Err(e) => {
-            warn!(error = %e, "cannot read or raise the open-file limit");
-            None
-        }
-    };
-    let derived = open_files.map_or(
+/// The connection limit the open-file limit allows (the default of --max-connections).
+fn connection_ceiling(open_files: Option<u64>) -> usize {
+    open_files.map_or(
         ServerConfig::default().max_connections,
         config::connections_for_open_files,
-    );
-    let max_connections = args.max_connections.unwrap_or(derived);
-    if max_connections > derived {
-        warn!(
-            max_connections,
-            open_files,
-            "--max-connections exceeds what the open-file limit allows; accepts will pause when descriptors run out"
-        );
-    }
-    let config = ServerConfig {
+    )
+}
+
+/// The server's settings from the flags and environment (not yet validated).
+fn server_config(args: &Args, open_files: Option<u64>) -> ServerConfig {
+    ServerConfig {
         max_line: args.max_line,
-        max_connections,
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(|| connection_ceiling(open_files)),
         max_connections_per_ip: args.max_connections_per_ip.0,
         idle_timeout: args.idle_timeout,
         line_timeout: args.line_timeout,
@@ -277,7 +270,105 @@ fn run(args: Args) -> anyhow::Result<()> {
         clock_check: args.clock_check,
         threads: args.threads.unwrap_or(ServerConfig::default().threads),
         ..ServerConfig::default()
+    }
+}
+
+/// `--check-config`: every check jamd makes before it starts, without binding or logging; prints
+/// each setting, its value and where it came from.
+fn check_config(args: &Args, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    match &args.log_level {
+        Some(level) => drop(logging::parse_filter("--log-level", level)?),
+        None => {
+            if let Ok(directives) = std::env::var("RUST_LOG")
+                && !directives.trim().is_empty()
+            {
+                drop(logging::parse_filter("RUST_LOG", &directives)?);
+            }
+        }
+    }
+    let open_files = config::raise_open_file_limit().ok();
+    let config = server_config(args, open_files);
+    config.validate()?;
+    if let Some(name) = &args.tz {
+        clock::zone_by_name(name)?;
+    }
+    for spec in args
+        .listen
+        .iter()
+        .chain(&args.metrics)
+        .chain(&args.rfc868)
+        .chain(&args.daytime)
+    {
+        jam::address::parse(spec, jam::address::Use::Listen).map_err(|e| {
+            listener::BindError::Address {
+                addr: e.text,
+                reason: e.hint,
+            }
+        })?;
+    }
+    let mut out = String::from("jamd would start with:\n");
+    for arg in Args::command().get_arguments() {
+        let id = arg.get_id().as_str();
+        if matches!(id, "help" | "version" | "generate" | "check_config") {
+            continue;
+        }
+        let Some(long) = arg.get_long() else { continue };
+        let value = match matches.get_raw(id) {
+            Some(values) => values
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(","),
+            None => "-".to_string(),
+        };
+        let source = match matches.value_source(id) {
+            Some(clap::parser::ValueSource::CommandLine) => "flag".to_string(),
+            Some(clap::parser::ValueSource::EnvVariable) => arg
+                .get_env()
+                .map_or("environment".into(), |e| e.to_string_lossy().into_owned()),
+            Some(clap::parser::ValueSource::DefaultValue) => "default".to_string(),
+            _ => "not set".to_string(),
+        };
+        out.push_str(&format!("  --{long:<24} {value:<24} ({source})\n"));
+    }
+    out.push_str(&format!(
+        "  effective: max_connections={} max_connections_per_ip={} threads={}\n",
+        config.max_connections,
+        config
+            .per_ip_limit()
+            .map_or("off".to_string(), |n| n.to_string()),
+        if config.threads == 0 {
+            "one per CPU".to_string()
+        } else {
+            config.threads.to_string()
+        }
+    ));
+    print!("{out}");
+    Ok(())
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    // First, while jamd has one thread: taking the sockets clears LISTEN_FDS (systemd.rs).
+    let activated = systemd::take_listeners()?;
+    let default_level = if args.quiet { "warn" } else { "info" };
+    let _log_guard = logging::init(args.log_format, args.log_level.as_deref(), default_level)?;
+
+    let open_files = match config::raise_open_file_limit() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit");
+            None
+        }
     };
+    let config = server_config(&args, open_files);
+    let (max_connections, derived) = (config.max_connections, connection_ceiling(open_files));
+    config.validate()?;
+    if max_connections > derived {
+        warn!(
+            max_connections,
+            open_files,
+            "--max-connections exceeds what the open-file limit allows; accepts will pause when descriptors run out"
+        );
+    }
     let zone = if args.utc {
         TimeZone::UTC
     } else if let Some(name) = &args.tz {
@@ -500,6 +591,15 @@ fn exit_now(message: &str, code: i32) -> ! {
     // The logging thread may not get to print this; stderr directly is the reliable path.
     eprintln!("{message}");
     std::process::exit(code)
+}
+
+/// A count of at least 1 (0 would silently mean something else).
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--max-connections-per-ip`: a number, or `auto` (`None`).
