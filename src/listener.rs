@@ -65,7 +65,7 @@ pub async fn bind_waiting(
     v6_only: bool,
     reuse_port: bool,
     wait: Duration,
-) -> Result<std::net::TcpListener, BindError> {
+) -> Result<Bound, BindError> {
     let start = tokio::time::Instant::now();
     let mut logged = false;
     loop {
@@ -131,15 +131,43 @@ fn held_reason(port: u16) -> String {
     }
 }
 
-/// Binds one listening socket with SO_REUSEADDR (a restart never fails on lingering connections)
-/// and the listen backlog. An IPv6 wildcard address accepts IPv4 too unless `v6_only`. With
-/// `reuse_port` (SO_REUSEPORT), several processes may listen on the same address; the kernel
-/// spreads new connections over them.
-pub fn bind(
+/// A socket bound to its address but not yet listening: the kernel takes no connection on it until
+/// [`listen`]. jamd binds every address first and listens on all of them only then, so that while
+/// it waits for one held port no client connects to another and waits unanswered (a load
+/// balancer's TCP check would call such a server healthy).
+#[derive(Debug)]
+pub struct Bound {
+    socket: Socket,
     addr: SocketAddr,
-    v6_only: bool,
-    reuse_port: bool,
-) -> Result<std::net::TcpListener, BindError> {
+}
+
+impl Bound {
+    /// The address it is bound to (the port the kernel chose, for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an internet socket"))
+    }
+}
+
+/// Starts listening (with the listen backlog) on every bound socket, all or none.
+pub fn listen(bound: Vec<Bound>) -> Result<Vec<std::net::TcpListener>, BindError> {
+    let mut listening = Vec::with_capacity(bound.len());
+    for Bound { socket, addr } in bound {
+        socket
+            .listen(BACKLOG)
+            .map_err(|source| BindError::Bind { addr, source })?;
+        listening.push(socket.into());
+    }
+    Ok(listening)
+}
+
+/// Binds one socket with SO_REUSEADDR (a restart never fails on lingering connections); it does
+/// not listen yet (see [`Bound`]). An IPv6 wildcard address accepts IPv4 too unless `v6_only`.
+/// With `reuse_port` (SO_REUSEPORT), several processes may listen on the same address; the kernel
+/// spreads new connections over them.
+pub fn bind(addr: SocketAddr, v6_only: bool, reuse_port: bool) -> Result<Bound, BindError> {
     let fail = |source| BindError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
@@ -152,8 +180,7 @@ pub fn bind(
     }
     socket.set_nonblocking(true).map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(BACKLOG).map_err(fail)?;
-    Ok(socket.into())
+    Ok(Bound { socket, addr })
 }
 
 /// Binds the default listener on `port`: `[::]` dual-stack, or `0.0.0.0` where IPv6 is missing.
@@ -162,7 +189,7 @@ pub async fn bind_default(
     port: u16,
     reuse_port: bool,
     wait: Duration,
-) -> Result<Vec<std::net::TcpListener>, BindError> {
+) -> Result<Vec<Bound>, BindError> {
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
     match bind_waiting(v6, false, reuse_port, wait).await {
         Ok(listener) => Ok(vec![listener]),
@@ -189,7 +216,7 @@ pub async fn bind_all(
     specs: &[String],
     reuse_port: bool,
     wait: Duration,
-) -> Result<Vec<std::net::TcpListener>, BindError> {
+) -> Result<Vec<Bound>, BindError> {
     let mut addrs = Vec::new();
     for spec in specs {
         for addr in resolve(spec)? {
@@ -248,6 +275,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bound_socket_takes_no_connection_until_it_listens() {
+        let bound = bind("127.0.0.1:0".parse().expect("addr"), true, false).expect("bind");
+        let addr = bound.local_addr().expect("addr");
+        let refused = std::net::TcpStream::connect(addr).expect_err("not listening yet");
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        let listening = listen(vec![bound]).expect("listen");
+        assert_eq!(listening[0].local_addr().expect("addr"), addr);
+        std::net::TcpStream::connect(addr).expect("listening now");
+    }
+
+    #[test]
     fn listen_specs_resolve() {
         assert_eq!(
             resolve("127.0.0.1:4000").expect("ip"),
@@ -264,8 +302,11 @@ mod tests {
 
     #[test]
     fn a_port_in_use_is_a_clear_error() {
-        let first = bind("127.0.0.1:0".parse().expect("addr"), true, false).expect("bind");
-        let addr = first.local_addr().expect("addr");
+        let first = listen(vec![
+            bind("127.0.0.1:0".parse().expect("addr"), true, false).expect("bind"),
+        ])
+        .expect("listen");
+        let addr = first[0].local_addr().expect("addr");
         let err = bind(addr, true, false).expect_err("in use");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
         let source = std::error::Error::source(&err)

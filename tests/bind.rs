@@ -167,6 +167,37 @@ fn a_port_held_by_a_closed_connection_is_explained_retried_and_bound_once_free()
 }
 
 #[test]
+fn while_one_port_is_waited_for_no_other_port_takes_connections() {
+    // The metrics port is held by a real TIME_WAIT; the jam port is free. Until both are bound,
+    // neither listens: a client (or a load balancer's TCP check) is refused, not left waiting.
+    let held = TimeWait::new();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let listen = free.to_string();
+    let mut jamd = Started::new(&["--listen", &listen, "--metrics", &held.addr()]);
+    jamd.log
+        .wait_for(&format!("cannot listen on {} yet", held.addr()));
+    let refused = TcpStream::connect_timeout(&free, Duration::from_secs(1))
+        .expect_err("the jam port must not take connections while the metrics port is waited for");
+    assert_eq!(
+        refused.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{refused}"
+    );
+    if !held.end() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "cannot end the TIME_WAIT early: run as root (ss -K)");
+        eprintln!("SKIPPED the end: cannot end the TIME_WAIT early (ss -K needs root)");
+        return;
+    }
+    jamd.log.wait_for(&format!("jamd listening on {listen}"));
+    assert!(ask_time(&listen).starts_with("JAM "));
+    assert!(jamd.child.try_wait().expect("try_wait").is_none());
+}
+
+#[test]
 fn bind_wait_0_fails_at_once_saying_each_thing_once() {
     let held = TimeWait::new();
     let addr = held.addr();

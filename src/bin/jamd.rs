@@ -401,12 +401,20 @@ struct Bound {
 }
 
 /// The bind phase: every listener, waiting out ports that closing connections hold.
+/// The jam protocol's sockets: listening already (passed by systemd), or bound and to listen.
+enum JamSockets {
+    Passed(Vec<std::net::TcpListener>),
+    Bound(Vec<listener::Bound>),
+}
+
 async fn bind_all(
     args: &Args,
     wait: Duration,
     activated: Option<Vec<std::net::TcpListener>>,
 ) -> anyhow::Result<Bound> {
     let mut ports = Vec::new();
+    // Every address is bound first and listened on only once all are (listener::Bound): while a
+    // held port is waited for, no client can connect to another one and wait unanswered.
     let jam = if let Some(passed) = activated {
         // Two sources of addresses would leave one silently unused: refuse, and say which.
         if !args.listen.is_empty() {
@@ -427,13 +435,13 @@ async fn bind_all(
         for listener in &passed {
             ports.push(listener.local_addr()?.port());
         }
-        passed
+        JamSockets::Passed(passed)
     } else if args.listen.is_empty() {
         ports.push(args.port);
-        listener::bind_default(args.port, args.reuse_port, wait).await?
+        JamSockets::Bound(listener::bind_default(args.port, args.reuse_port, wait).await?)
     } else {
         ports.extend(listener::listen_ports(&args.listen));
-        listener::bind_all(&args.listen, args.reuse_port, wait).await?
+        JamSockets::Bound(listener::bind_all(&args.listen, args.reuse_port, wait).await?)
     };
     let mut services = Vec::new();
     for (specs, service) in [
@@ -441,12 +449,22 @@ async fn bind_all(
         (&args.daytime, Service::Daytime),
     ] {
         ports.extend(listener::listen_ports(specs));
-        for listener in listener::bind_all(specs, args.reuse_port, wait).await? {
-            services.push((listener, service));
+        for bound in listener::bind_all(specs, args.reuse_port, wait).await? {
+            services.push((bound, service));
         }
     }
     ports.extend(listener::listen_ports(&args.metrics));
     let metrics = listener::bind_all(&args.metrics, false, wait).await?;
+    // Everything is bound: now listen, all at once.
+    let jam = match jam {
+        JamSockets::Passed(passed) => passed,
+        JamSockets::Bound(bound) => listener::listen(bound)?,
+    };
+    let services = services
+        .into_iter()
+        .map(|(bound, service)| Ok((listener::listen(vec![bound])?.remove(0), service)))
+        .collect::<Result<Vec<_>, listener::BindError>>()?;
+    let metrics = listener::listen(metrics)?;
     ports.retain(|&port| port != 0);
     ports.sort_unstable();
     ports.dedup();
