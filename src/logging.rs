@@ -71,6 +71,44 @@ pub fn parse_filter(source_name: &'static str, text: &str) -> Result<EnvFilter, 
     EnvFilter::try_new(text).map_err(|e| fail(e.to_string()))
 }
 
+/// Text-format fields as logfmt: `key=value`, the value quoted (with `\"`, `\\` and `\n`
+/// escapes) when it holds a space, `=`, a quote or a control character, or is empty, so that
+/// `reason=client closed` never breaks a logfmt parser. The message comes first, unquoted.
+fn logfmt_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        if field.name() == "message" {
+            return write!(writer, "{value:?}");
+        }
+        write!(
+            writer,
+            "{}={}",
+            field.name(),
+            logfmt_value(&format!("{value:?}"))
+        )
+    })
+    .delimited(" ")
+}
+
+/// A value as logfmt writes it. A string field arrives already quoted by its `Debug` form (which
+/// escapes as logfmt does); anything else is quoted only when it must be.
+fn logfmt_value(text: &str) -> String {
+    let plain = |t: &str| {
+        !t.is_empty()
+            && !t
+                .chars()
+                .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control())
+    };
+    let quoted = text.len() >= 2 && text.starts_with('"') && text.ends_with('"');
+    if quoted && plain(&text[1..text.len() - 1]) {
+        text[1..text.len() - 1].to_string()
+    } else if quoted || plain(text) {
+        text.to_string()
+    } else {
+        format!("{text:?}")
+    }
+}
+
 /// Lines buffered for the logging thread before new ones are dropped.
 const LOG_QUEUE: usize = 64 * 1024;
 
@@ -102,6 +140,7 @@ pub fn init(
     let result = match format {
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(logfmt_fields())
             .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
@@ -112,6 +151,23 @@ pub fn init(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logfmt_values_are_quoted_only_when_they_must_be() {
+        assert_eq!(logfmt_value("client_closed"), "client_closed");
+        assert_eq!(logfmt_value("127.0.0.1:5"), "127.0.0.1:5");
+        assert_eq!(logfmt_value("client closed"), "\"client closed\"");
+        assert_eq!(logfmt_value("a=b"), "\"a=b\"");
+        assert_eq!(logfmt_value("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(logfmt_value(""), "\"\"");
+        assert_eq!(logfmt_value("\"already quoted\""), "\"already quoted\"");
+        assert_eq!(
+            logfmt_value("\"quit\""),
+            "quit",
+            "a plain string needs no quotes"
+        );
+        assert_eq!(logfmt_value("line\nbreak"), "\"line\\nbreak\"");
+    }
 
     #[test]
     fn levels_and_target_directives_parse_and_anything_else_is_refused() {

@@ -43,7 +43,7 @@ const FAMILIES: [Family; 8] = [
         name: "jamd_connections_accepted",
         help: "Connections accepted and served, by service (jam, rfc868, daytime).",
         label: Some("service"),
-        values: &["jam", "rfc868", "daytime"],
+        values: &Service::LABELS,
     },
     Family {
         name: "jamd_connections_refused",

@@ -48,6 +48,25 @@ pub enum Command {
     Quit,
 }
 
+/// A request as the logs show it: the command word, or what was received, escaped (as the error
+/// line echoes it), so that a log reader sees text, never a list of byte values.
+impl std::fmt::Display for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Time => f.write_str("TIME"),
+            Request::Quit => f.write_str("QUIT"),
+            Request::Blank => f.write_str("(blank line)"),
+            Request::ExtraArguments(command) => write!(f, "{} with arguments", command.name()),
+            Request::Http => f.write_str("(HTTP request line)"),
+            Request::Unknown(word) => {
+                let mut text = String::new();
+                escape_word(word, &mut text);
+                f.write_str(&text)
+            }
+        }
+    }
+}
+
 impl Command {
     /// The command's canonical spelling.
     pub fn name(self) -> &'static str {
@@ -413,6 +432,23 @@ mod tests {
         assert_eq!(Request::parse(b"POST /x HTTP/1.0"), Request::Http);
         assert_eq!(Request::parse(b"GET /"), Request::Unknown(b"GET"));
         assert_eq!(Request::parse(b"get / HTTP/1.1"), Request::Unknown(b"get"));
+    }
+
+    #[test]
+    fn a_request_shows_in_the_logs_as_text() {
+        for (request, text) in [
+            (Request::Time, "TIME"),
+            (Request::Quit, "QUIT"),
+            (Request::Blank, "(blank line)"),
+            (
+                Request::ExtraArguments(Command::Quit),
+                "QUIT with arguments",
+            ),
+            (Request::Http, "(HTTP request line)"),
+            (Request::Unknown(b"he\x01llo"), "he\\x01llo"),
+        ] {
+            assert_eq!(request.to_string(), text);
+        }
     }
 
     #[test]

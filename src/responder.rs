@@ -236,7 +236,7 @@ impl Responder {
                     completed_line = true;
                     self.requests += 1;
                     self.tally.time += 1;
-                    debug!(parent: span, request = ?Request::Time, "request");
+                    debug!(parent: span, request = %Request::Time, "request");
                     out.extend_from_slice(
                         time_reply.get_or_insert_with(|| protocol::time_reply(clock.time_of_day())),
                     );
@@ -254,7 +254,7 @@ impl Responder {
                         continue;
                     }
                     self.requests += 1;
-                    debug!(parent: span, request = ?request, "request");
+                    debug!(parent: span, request = %request, "request");
                     let tally = &mut self.tally;
                     match request {
                         Request::Time => {

@@ -20,6 +20,16 @@ pub enum Service {
     Daytime,
 }
 
+impl Service {
+    /// Every service's name in metrics and logs, in declaration order.
+    pub const LABELS: [&'static str; 3] = ["jam", "rfc868", "daytime"];
+
+    /// The service's name in metrics (`service` label) and logs (`service` field): one word.
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self as usize]
+    }
+}
+
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -572,7 +572,7 @@ fn each_connection_logs_opened_and_closed_at_info() {
         "{closed}"
     );
     assert!(closed.contains(" requests=2"), "{closed}");
-    assert!(closed.contains(" reason=client closed"), "{closed}");
+    assert!(closed.contains(" reason=client_closed"), "{closed}");
     let duration = closed
         .split(" duration_ms=")
         .nth(1)
@@ -646,7 +646,7 @@ fn quiet_logs_only_warnings_and_errors() {
 fn debug_level_logs_each_request() {
     let jamd = Jamd::spawn(&["--log-level", "debug"]);
     ask_time(jamd.addr);
-    let line = jamd.wait_for_log("request=Time");
+    let line = jamd.wait_for_log("request=TIME");
     assert!(line.contains(" DEBUG "), "{line}");
 }
 

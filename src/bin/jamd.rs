@@ -32,7 +32,7 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
     name = "jamd",
     version,
     after_help = "Exit status: 0 stopped cleanly (SIGINT or SIGTERM); 1 a runtime failure (cannot \
-                  listen, cannot drop privileges, …); 2 a usage error (a bad flag, environment \
+                  listen, cannot drop privileges); 2 a usage error (a bad flag, environment \
                   variable, address or log filter); 130 or 143 a second SIGINT or SIGTERM during \
                   the drain."
 )]
@@ -218,6 +218,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    let format = args.log_format;
     let result = if args.check_config {
         check_config(&args, &matches)
     } else {
@@ -234,13 +235,30 @@ fn main() -> std::process::ExitCode {
                     Some(listener::BindError::Address { .. })
                 ) =>
         {
-            eprintln!("jamd: error: {e:#}");
+            say_directly(format, "ERROR", &format!("error: {e:#}"));
             std::process::ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("jamd: error: {e:#}");
+            say_directly(format, "ERROR", &format!("error: {e:#}"));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes one line to stderr directly, not through the logging thread (which may not be set up,
+/// or may not get to print before the process exits), in the log format: `jamd: MESSAGE` as text,
+/// or a JSON object with the fields the JSON logs have.
+fn say_directly(format: LogFormat, level: &str, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("jamd: {message}"),
+        LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": jiff::Timestamp::now().to_string(),
+                "level": level,
+                "message": message,
+            })
+        ),
     }
 }
 
@@ -487,8 +505,8 @@ async fn serve(
     // A signal while a held port is being waited for ends jamd at once.
     let bound = tokio::select! {
         bound = bind_all(&args, config.bind_wait, activated) => bound?,
-        _ = sigint.recv() => exit_now("jamd: SIGINT while waiting for a port; exiting", 130),
-        _ = sigterm.recv() => exit_now("jamd: SIGTERM while waiting for a port; exiting", 143),
+        _ = sigint.recv() => exit_now(args.log_format, "SIGINT while waiting for a port; exiting", 130),
+        _ = sigterm.recv() => exit_now(args.log_format, "SIGTERM while waiting for a port; exiting", 143),
     };
     // Every port is bound and the file limit raised: root is no longer needed.
     match &args.user {
@@ -509,11 +527,12 @@ async fn serve(
         .copied()
         .filter(|&port| ports::exposed(port) == Some(true))
         .collect();
-    if !exposed.is_empty() {
+    // One warning per port, so that the port is a number in JSON logs, not a list in a string.
+    for port in exposed {
         warn!(
-            ports = ?exposed,
+            port,
             "a restart of jamd may find its port held by a closed outgoing connection: {}",
-            ports::explain_exposed(&exposed)
+            ports::explain_exposed(&[port])
         );
     }
     let clock = LocalClock::new(Arc::new(SystemClock), zone);
@@ -548,7 +567,11 @@ async fn serve(
         let addrs = server.addrs_of(service)?;
         if !addrs.is_empty() {
             let addrs: Vec<_> = addrs.iter().map(ToString::to_string).collect();
-            info!(%service, "{service} service listening on {}", addrs.join(", "));
+            info!(
+                service = service.label(),
+                "{service} service listening on {}",
+                addrs.join(", ")
+            );
         }
     }
 
@@ -579,6 +602,7 @@ async fn serve(
         _ = sigterm.recv() => "SIGTERM",
     };
     systemd::notify_stopping();
+    let log_format = args.log_format;
     info!(
         signal = first,
         grace = %format_duration(grace),
@@ -591,8 +615,8 @@ async fn serve(
             info!(served = stats.accepted, rejected = stats.rejected, "jamd stopped");
             Ok(())
         }
-        _ = sigint.recv() => exit_now("jamd: second SIGINT; exiting now", 130),
-        _ = sigterm.recv() => exit_now("jamd: second SIGTERM; exiting now", 143),
+        _ = sigint.recv() => exit_now(log_format, "second SIGINT; exiting now", 130),
+        _ = sigterm.recv() => exit_now(log_format, "second SIGTERM; exiting now", 143),
     }
 }
 
@@ -605,9 +629,8 @@ fn register(listeners: Vec<std::net::TcpListener>) -> anyhow::Result<Vec<tokio::
         .context("cannot register the listener")
 }
 
-fn exit_now(message: &str, code: i32) -> ! {
-    // The logging thread may not get to print this; stderr directly is the reliable path.
-    eprintln!("{message}");
+fn exit_now(format: LogFormat, message: &str, code: i32) -> ! {
+    say_directly(format, "WARN", message);
     std::process::exit(code)
 }
 

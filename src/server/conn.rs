@@ -341,7 +341,7 @@ impl Conn {
         error!(
             conn = self.id,
             peer = %self.peer,
-            reason = %CloseReason::Internal,
+            reason = CloseReason::Internal.label(),
             "a bug ended this connection (please report it); the others are served on"
         );
     }
@@ -702,7 +702,7 @@ impl Conn {
                     (Count::Closed(CloseReason::Answered), 1),
                     (Count::SentBytes, *bytes as u64),
                 ]);
-                info!(conn = self.id, peer = %self.peer, service = %service, "time sent");
+                info!(conn = self.id, peer = %self.peer, service = service.label(), "time sent");
             }
             let shut = self.stream.shutdown(Shutdown::Write).is_ok();
             if !shut || c.peer_closed || !c.linger || ctx.shared.config.linger.is_zero() {
@@ -750,7 +750,7 @@ impl Conn {
                     reason => reason,
                 };
                 ctx.shared.metrics.add(Count::Closed(reason), 1);
-                debug!(conn = self.id, peer = %self.peer, service = %service, reason = %reason, "answer not sent");
+                debug!(conn = self.id, peer = %self.peer, service = service.label(), reason = reason.label(), "answer not sent");
             }
             Report::Answer { .. } | Report::Nothing => {}
         }
@@ -762,7 +762,7 @@ impl Conn {
         shared.metrics.add(Count::Closed(reason), 1);
         let duration_ms = ctx.now.duration_since(self.opened).as_millis() as u64;
         if from_balancer {
-            debug!(conn = self.id, peer = %self.peer, requests, duration_ms, reason = %reason, "balancer connection closed");
+            debug!(conn = self.id, peer = %self.peer, requests, duration_ms, reason = reason.label(), "balancer connection closed");
             return;
         }
         info!(
@@ -770,7 +770,7 @@ impl Conn {
             peer = %self.peer,
             requests,
             duration_ms,
-            reason = %reason,
+            reason = reason.label(),
             "connection closed"
         );
     }

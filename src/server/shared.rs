@@ -194,7 +194,7 @@ pub(crate) fn admit_address(
         Err(OverLimit { key, warn }) => {
             let max = per_ip.max();
             shared.metrics.add(Count::Refused(Refusal::PerIp), 1);
-            debug!(%peer, %service, reason = Refusal::PerIp.label(), "too many connections from this address; turning connection away");
+            debug!(%peer, service = service.label(), reason = Refusal::PerIp.label(), "too many connections from this address; turning connection away");
             if warn {
                 warn!(
                     address = %key,

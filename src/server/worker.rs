@@ -255,7 +255,7 @@ impl Worker {
         let conn = match ActiveSlot::take(&shared) {
             None => {
                 shared.metrics.add(Count::Refused(Refusal::Busy), 1);
-                debug!(%peer, %service, reason = Refusal::Busy.label(), "server busy; turning connection away");
+                debug!(%peer, service = service.label(), reason = Refusal::Busy.label(), "server busy; turning connection away");
                 if let Ok(mut limit) = shared.busy_warning.lock()
                     && let Some(suppressed) = limit.allow(now)
                 {
