@@ -684,13 +684,73 @@ async fn shell_reports_the_server_closing_the_session() {
     })
     .await;
     run.expect_code(0);
+    // The server's parting line is shown as unasked, not as the answer to TIME; the shell
+    // reconnects and answers the command.
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let closed = lines
+        .iter()
+        .position(|l| *l == "the server closed the connection; reconnecting")
+        .unwrap_or_else(|| panic!("no reconnect in {:?}", run.stdout));
     assert!(
-        run.stdout.contains("error: idle timeout")
-            || run.stdout.contains("server closed the connection"),
+        run.stdout
+            .contains("(unasked, from the server)\nerror: idle timeout\n"),
         "{:?}",
         run.stdout
     );
-    assert!(!run.stdout.contains("\nJAM "), "{:?}", run.stdout);
+    assert!(
+        lines[closed + 1..].iter().any(|l| is_jam_line(l)),
+        "TIME answered after reconnecting: {:?}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_keeps_no_history_of_piped_input() {
+    let server = TestServer::default().await;
+    let home = std::env::temp_dir().join(format!("jam-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("home");
+    let addr = server.addr.to_string();
+    let home_for_run = home.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jam"))
+            .args(["shell", &addr])
+            .env("HOME", &home_for_run)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("jam shell");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"TIME\nQUIT\n")
+            .expect("feed");
+        child.wait().expect("wait")
+    })
+    .await
+    .expect("runner");
+    assert!(run.success());
+    assert!(
+        !home.join(".jam_history").exists(),
+        "piped input was recorded"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn color_is_always_never_or_auto_off_a_terminal() {
+    let server = TestServer::default().await;
+    let addr = server.addr.to_string();
+    let check = |color: &'static str| {
+        let addr = addr.clone();
+        async move { jam(&["check", "--only", "time-format", "--color", color, &addr]).await }
+    };
+    assert!(check("always").await.stdout.contains("\x1b["));
+    assert!(!check("never").await.stdout.contains("\x1b["));
+    // stdout is a pipe here: auto means no colour.
+    assert!(!check("auto").await.stdout.contains("\x1b["));
+    let bad = jam(&["check", "--color", "sometimes"]).await;
+    bad.expect_code(2);
 }
 
 // ---------------------------------------------------------------------------------------------

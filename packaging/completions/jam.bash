@@ -59,12 +59,16 @@ _jam() {
 
     case "${cmd}" in
         jam)
-            opts="-h -V --generate --help --version time shell offset bench check help"
+            opts="-h -V --color --generate --help --version time shell offset bench check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 --generate)
                     COMPREPLY=($(compgen -W "man complete-bash complete-zsh complete-fish complete-elvish complete-powershell" -- "${cur}"))
                     return 0
@@ -77,7 +81,7 @@ _jam() {
             return 0
             ;;
         jam__subcmd__bench)
-            opts="-c -P -n -z -t -h --connections --pipeline --requests --duration --rate --connect-per-request --request --expect --strict --quit --threads --sources --timeout --json --help"
+            opts="-c -P -n -z -t -h --connections --pipeline --requests --duration --rate --connect-per-request --request --expect --strict --quit --threads --sources --timeout --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -147,6 +151,10 @@ _jam() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -155,7 +163,7 @@ _jam() {
             return 0
             ;;
         jam__subcmd__check)
-            opts="-t -j -v -h --targets-file --strict --only --skip --timeout --max-offset --clients --jobs --verbose --summary --json --junit --help"
+            opts="-t -j -v -h --targets-file --strict --only --skip --timeout --max-offset --clients --jobs --verbose --summary --json --junit --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,6 +207,10 @@ _jam() {
                     ;;
                 --junit)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -307,7 +319,7 @@ _jam() {
             return 0
             ;;
         jam__subcmd__offset)
-            opts="-p -t -r -h --port --timeout --rounds --json --help"
+            opts="-p -t -r -h --port --timeout --rounds --json --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,6 +349,10 @@ _jam() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -345,7 +361,7 @@ _jam() {
             return 0
             ;;
         jam__subcmd__shell)
-            opts="-p -t -h --port --timeout --help"
+            opts="-p -t -h --port --timeout --no-history --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -367,6 +383,10 @@ _jam() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -375,7 +395,7 @@ _jam() {
             return 0
             ;;
         jam__subcmd__time)
-            opts="-p -t -n -i -h --port --timeout --count --interval --json --strict --help"
+            opts="-p -t -n -i -h --port --timeout --count --interval --json --strict --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -411,6 +431,10 @@ _jam() {
                     ;;
                 -i)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_jam_global_optspecs
-    string join \n generate= h/help V/version
+    string join \n color= generate= h/help V/version
 end
 
 function __fish_jam_needs_command
@@ -24,6 +24,9 @@ function __fish_jam_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c jam -n "__fish_jam_needs_command" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
+always\t'Always'
+never\t'Never'"
 complete -c jam -n "__fish_jam_needs_command" -l generate -d 'Print the man page or a shell completion script to stdout and exit' -r -f -a "man\t'The man page (roff), section 1'
 complete-bash\t'A bash completion script'
 complete-zsh\t'A zsh completion script'
@@ -42,17 +45,27 @@ complete -c jam -n "__fish_jam_using_subcommand time" -s p -l port -d 'The port,
 complete -c jam -n "__fish_jam_using_subcommand time" -s t -l timeout -d 'Give up on connecting or on a reply after this long' -r
 complete -c jam -n "__fish_jam_using_subcommand time" -s n -l count -d 'Ask this many times on one connection (at least 1)' -r
 complete -c jam -n "__fish_jam_using_subcommand time" -s i -l interval -d 'Pause between requests with --count' -r
+complete -c jam -n "__fish_jam_using_subcommand time" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
+always\t'Always'
+never\t'Never'"
 complete -c jam -n "__fish_jam_using_subcommand time" -l json -d 'Print one JSON object per reply'
 complete -c jam -n "__fish_jam_using_subcommand time" -l strict -d 'Accept only the exact `JAM hh:mm:ss` CR LF reply: a variant (a date, no `JAM `, LF only) exits 6 instead of being printed with a note'
-complete -c jam -n "__fish_jam_using_subcommand time" -s h -l help -d 'Print help'
+complete -c jam -n "__fish_jam_using_subcommand time" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jam -n "__fish_jam_using_subcommand shell" -s p -l port -d 'The port, when HOST is given without one' -r
 complete -c jam -n "__fish_jam_using_subcommand shell" -s t -l timeout -d 'Give up on connecting or on a reply after this long' -r
-complete -c jam -n "__fish_jam_using_subcommand shell" -s h -l help -d 'Print help'
+complete -c jam -n "__fish_jam_using_subcommand shell" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
+always\t'Always'
+never\t'Never'"
+complete -c jam -n "__fish_jam_using_subcommand shell" -l no-history -d 'Keep no history (~/.jam_history). Input that is not a terminal is never recorded'
+complete -c jam -n "__fish_jam_using_subcommand shell" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jam -n "__fish_jam_using_subcommand offset" -s p -l port -d 'The port, when HOST is given without one' -r
 complete -c jam -n "__fish_jam_using_subcommand offset" -s t -l timeout -d 'Give up on connecting or on a reply after this long' -r
 complete -c jam -n "__fish_jam_using_subcommand offset" -s r -l rounds -d 'Bisection rounds after the first second boundary is found (each waits up to 1 s)' -r
+complete -c jam -n "__fish_jam_using_subcommand offset" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
+always\t'Always'
+never\t'Never'"
 complete -c jam -n "__fish_jam_using_subcommand offset" -l json -d 'Print the estimate as JSON'
-complete -c jam -n "__fish_jam_using_subcommand offset" -s h -l help -d 'Print help'
+complete -c jam -n "__fish_jam_using_subcommand offset" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jam -n "__fish_jam_using_subcommand bench" -s c -l connections -d 'Concurrent connections (workers with --connect-per-request), at least 1' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -s P -l pipeline -d 'Requests in flight per connection, at least 1' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -s n -l requests -d 'Total requests, at least 1 [default: 100000 unless --duration is given]' -r
@@ -64,10 +77,13 @@ complete -c jam -n "__fish_jam_using_subcommand bench" -l quit -d 'Line sent bef
 complete -c jam -n "__fish_jam_using_subcommand bench" -l threads -d 'Load threads, at least 1 [default: one per CPU this process may run on]' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -l sources -d 'Connect from this many loopback addresses 127.0.0.1..N, so that many connections do not run out of ephemeral ports [default: 16 for a loopback target with --connect-per-request or more than 1000 connections, else 1]' -r
 complete -c jam -n "__fish_jam_using_subcommand bench" -s t -l timeout -d 'Give up on a connection or a reply after this long' -r
+complete -c jam -n "__fish_jam_using_subcommand bench" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
+always\t'Always'
+never\t'Never'"
 complete -c jam -n "__fish_jam_using_subcommand bench" -l connect-per-request -d 'Open a new connection for every request: connect, request, reply, quit'
 complete -c jam -n "__fish_jam_using_subcommand bench" -l strict -d 'Count only the exact `JAM hh:mm:ss` CR LF as a good reply (what benchmarks use)'
 complete -c jam -n "__fish_jam_using_subcommand bench" -l json -d 'Print the summary as JSON'
-complete -c jam -n "__fish_jam_using_subcommand bench" -s h -l help -d 'Print help'
+complete -c jam -n "__fish_jam_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jam -n "__fish_jam_using_subcommand check" -l targets-file -d 'Read more servers from FILE: one `HOST:PORT [NAME]` per line, `#` comments' -r -F
 complete -c jam -n "__fish_jam_using_subcommand check" -l only -d 'Run only these cases (comma-separated ids)' -r
 complete -c jam -n "__fish_jam_using_subcommand check" -l skip -d 'Leave out these cases (comma-separated ids)' -r
@@ -76,11 +92,14 @@ complete -c jam -n "__fish_jam_using_subcommand check" -l max-offset -d 'Largest
 complete -c jam -n "__fish_jam_using_subcommand check" -l clients -d 'Clients of many-clients (1 to 1000)' -r
 complete -c jam -n "__fish_jam_using_subcommand check" -s j -l jobs -d 'Servers checked at once' -r
 complete -c jam -n "__fish_jam_using_subcommand check" -l junit -d 'Also write JUnit XML to FILE (for CI systems and autograders)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
+always\t'Always'
+never\t'Never'"
 complete -c jam -n "__fish_jam_using_subcommand check" -l strict -d 'Should-level cases must pass too (exit 1 otherwise)'
 complete -c jam -n "__fish_jam_using_subcommand check" -s v -l verbose -d 'Print every case\'s detail and transcript'
 complete -c jam -n "__fish_jam_using_subcommand check" -l summary -d 'Print only the table with one row per server (for a class), not each server\'s cases'
 complete -c jam -n "__fish_jam_using_subcommand check" -l json -d 'Print one JSON document (and nothing else) to stdout'
-complete -c jam -n "__fish_jam_using_subcommand check" -s h -l help -d 'Print help'
+complete -c jam -n "__fish_jam_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jam -n "__fish_jam_using_subcommand help; and not __fish_seen_subcommand_from time shell offset bench check help" -f -a "time" -d 'Ask the server for the time (the default): prints `JAM hh:mm:ss`'
 complete -c jam -n "__fish_jam_using_subcommand help; and not __fish_seen_subcommand_from time shell offset bench check help" -f -a "shell" -d 'Interactive session with line editing and history'
 complete -c jam -n "__fish_jam_using_subcommand help; and not __fish_seen_subcommand_from time shell offset bench check help" -f -a "offset" -d 'Estimate the server clock\'s offset from the local clock, to well under a second'

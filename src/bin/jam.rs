@@ -55,6 +55,16 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
+    /// Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    color: ColorChoice,
+
     /// Print the man page or a shell completion script to stdout and exit.
     #[arg(long, value_enum, value_name = "WHAT")]
     generate: Option<Generate>,
@@ -188,6 +198,10 @@ struct TimeArgs {
 struct ShellArgs {
     #[command(flatten)]
     common: Common,
+
+    /// Keep no history (~/.jam_history). Input that is not a terminal is never recorded.
+    #[arg(long)]
+    no_history: bool,
 }
 
 #[derive(Debug, Args)]
@@ -275,8 +289,34 @@ struct BenchArgs {
     json: bool,
 }
 
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set (no-color.org).
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The run's `--color`, set once in `main`.
+static COLOR: std::sync::OnceLock<ColorChoice> = std::sync::OnceLock::new();
+
+/// Whether to colour output going to a stream that `is_terminal` or not.
+fn colored(is_terminal: bool) -> bool {
+    match COLOR.get().copied().unwrap_or(ColorChoice::Auto) {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = COLOR.set(cli.color);
     if let Some(what) = cli.generate {
         return match generate::write(what, Cli::command(), &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -412,7 +452,14 @@ fn note_variant(reply: &TimeReply, noted: &mut bool) {
 async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
     let mut client = connect(&args.common).await?;
     let peer = client.peer();
-    let estimate = client::estimate_offset(&mut client, args.rounds).await?;
+    // A few seconds of measuring: on a terminal, say so (indicatif draws nothing elsewhere).
+    let progress = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "measuring the clock offset of {peer} (a few seconds)"
+    ));
+    progress.enable_steady_tick(Duration::from_millis(120));
+    let estimate = client::estimate_offset(&mut client, args.rounds).await;
+    progress.finish_and_clear();
+    let estimate = estimate?;
     note_left_open(client.quit().await?);
     note_variant(&estimate.reply, &mut false);
     let zone = estimate.zone_offset;
@@ -451,7 +498,7 @@ async fn offset(args: OffsetArgs) -> Result<(), ClientError> {
 
 fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), ClientError> {
     let mut client = runtime.block_on(connect(&args.common))?;
-    let color = std::io::stdout().is_terminal();
+    let color = colored(std::io::stdout().is_terminal());
     let (red, reset) = if color {
         ("\x1b[31m", "\x1b[0m")
     } else {
@@ -470,8 +517,12 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
             });
         }
     };
-    let history =
-        std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".jam_history"));
+    // Piped input is a script, not something typed: it is not recorded.
+    let history = if args.no_history || !std::io::stdin().is_terminal() {
+        None
+    } else {
+        std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".jam_history"))
+    };
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
@@ -501,13 +552,17 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
             continue;
         }
         let _ = editor.add_history_entry(command);
-        // Lines the server sent on its own (an idle timeout) come first.
+        // Lines the server sent on its own (an idle timeout) come first, marked as such: they
+        // are not the answer to this command.
         let mut closed = false;
         while let Ok(pending) = runtime.block_on(async {
             tokio::time::timeout(Duration::from_millis(1), client.read_line()).await
         }) {
             match pending {
-                Ok(Some(l)) => show(&l),
+                Ok(Some(l)) => {
+                    say!("(unasked, from the server)");
+                    show(&l);
+                }
                 _ => {
                     closed = true;
                     break;
@@ -515,8 +570,11 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
             }
         }
         if closed {
-            say!("server closed the connection");
-            break Ok(());
+            say!("the server closed the connection; reconnecting");
+            client = match runtime.block_on(connect(&args.common)) {
+                Ok(client) => client,
+                Err(e) => break Err(e),
+            };
         }
         if command.eq_ignore_ascii_case("QUIT") {
             let end = runtime.block_on(client.quit())?;
@@ -528,8 +586,7 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
         match runtime.block_on(client.read_line()) {
             Ok(Some(reply)) => show(&reply),
             Ok(None) => {
-                say!("server closed the connection");
-                break Ok(());
+                say!("the server closed the connection; the next command reconnects");
             }
             Err(e) => break Err(e),
         }
@@ -875,7 +932,7 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
     if args.json {
         say!("{}", report::json(&reports, config.strict));
     } else {
-        let style = report::Style::new(std::io::stdout().is_terminal());
+        let style = report::Style::new(colored(std::io::stdout().is_terminal()));
         let several = reports.len() > 1;
         for r in &reports {
             if !args.summary && (!several || args.verbose || !r.passed()) {
