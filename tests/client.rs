@@ -598,6 +598,16 @@ async fn time_json_says_whether_the_reply_was_exact() {
         v["differences"][0], "a date before the time (YYYY-mm-dd)",
         "{v}"
     );
+    // Microseconds, not a float's last digits.
+    let rtt = v["rtt_ms"].as_f64().expect("rtt_ms");
+    let text = v["rtt_ms"].to_string();
+    assert!(
+        text.split('.')
+            .nth(1)
+            .is_none_or(|decimals| decimals.len() <= 3),
+        "{text}"
+    );
+    assert!(rtt >= 0.0, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -231,6 +231,10 @@ fn the_endpoint_answers_only_get_metrics() {
     let metrics = metrics_addr(&jamd);
     let (head, _) = http(metrics, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // `/` points a person with a browser to /metrics, as the README says.
+    let (head, body) = http(metrics, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "jamd metrics: GET /metrics\n");
     let (head, _) = http(
         metrics,
         "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",

@@ -414,7 +414,8 @@ async fn time(args: TimeArgs) -> Result<(), ClientError> {
                 "time": text,
                 "exact": reply.is_exact(),
                 "differences": reply.differences().iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "rtt_ms": sample.rtt().as_secs_f64() * 1e3,
+                // Microseconds are the clock's resolution here: 0.951, not 0.9507610000000001.
+                "rtt_ms": (sample.rtt().as_secs_f64() * 1e6).round() / 1e3,
             });
             say!("{line}");
         } else {
