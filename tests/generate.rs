@@ -163,6 +163,22 @@ fn jamd_man_page_documents_every_long_flag() {
     }
     // Environment variables are part of the interface too.
     assert!(page.contains("JAMD_LISTEN"), "no environment variables");
+    for section in [
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH \"SIGNALS\"",
+        ".SH \"EXAMPLES\"",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(page.contains(section), "no {section}");
+    }
+    assert!(page.contains("\\fBJAMD_IDLE_TIMEOUT\\fR\nsets \\fB--idle-timeout\\fR"));
+    assert!(
+        !page.contains("jamd - jamd:"),
+        "NAME repeats the name: {}",
+        &page[..400]
+    );
+    assert!(!page.contains('`'), "backticks shown literally");
 }
 
 #[test]
@@ -183,6 +199,17 @@ fn jam_man_page_documents_every_subcommand_and_its_long_flags() {
         assert!(page.contains(&flag), "the man page lacks {flag}");
     }
     assert!(page.contains("Exit codes"), "no exit codes");
+    assert!(page.contains(".SH \"EXIT STATUS\""), "no EXIT STATUS");
+    assert!(!page.contains("jam - jam:"), "NAME repeats the name");
+    // `jam check`'s cases, generated from the catalogue.
+    for case in &jam::check::CATALOGUE {
+        assert!(
+            page.contains(case.id.as_str()),
+            "the man page lacks case {}",
+            case.id
+        );
+    }
+    assert!(!page.contains('`'), "backticks shown literally");
 }
 
 #[test]

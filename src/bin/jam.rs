@@ -43,6 +43,22 @@ Exit codes:
   8  other network error (reset, closed early)
   1  jam bench saw errors";
 
+/// The man page's sections that the flags do not hold.
+const MAN_SECTIONS: &[generate::Section] = &[
+    generate::Section {
+        title: "EXAMPLES",
+        paragraphs: &[
+            "  jam\n  jam time time.lab 45000 -n 3\n  jam shell [::1]:45000\n  jam offset \
+             10.0.0.5\n  jam check 127.0.0.1:45000\n  jam check --summary --targets-file \
+             class.txt --junit report.xml\n  jam bench 127.0.0.1:45000 -c 50 -P 16 -z 10s",
+        ],
+    },
+    generate::Section {
+        title: "SEE ALSO",
+        paragraphs: &["jamd(1), nc(1), telnet(1)"],
+    },
+];
+
 /// jam: ask a jam time server the time, talk to it, check its clock, load-test it.
 #[derive(Debug, Parser)]
 #[command(
@@ -318,7 +334,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = COLOR.set(cli.color);
     if let Some(what) = cli.generate {
-        return match generate::write(what, Cli::command(), &mut std::io::stdout().lock()) {
+        return match generate::write(
+            what,
+            Cli::command(),
+            MAN_SECTIONS,
+            &mut std::io::stdout().lock(),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("jam: cannot write to stdout: {e}");

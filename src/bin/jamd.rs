@@ -21,6 +21,33 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// The man page's sections that the flags do not hold.
+const MAN_SECTIONS: &[generate::Section] = &[
+    generate::Section {
+        title: "SIGNALS",
+        paragraphs: &[
+            "SIGINT or SIGTERM: stop accepting, answer every request clients already sent, close \
+             each session as it falls idle, and exit 0 within --shutdown-grace.",
+            "A second SIGINT or SIGTERM during that drain: exit at once, with status 130 or 143. \
+             Either signal while jamd waits for a held port ends it at once, with the same \
+             statuses.",
+        ],
+    },
+    generate::Section {
+        title: "EXAMPLES",
+        paragraphs: &[
+            "  jamd\n  jamd --listen 127.0.0.1:4000 --tz Asia/Jakarta\n  jamd --rfc868 :37 \
+             --daytime :13 --user nobody\n  jamd --metrics 127.0.0.1:9145 --log-format json\n  \
+             jamd --check-config --listen :45000",
+            "Try it: nc localhost 45000, then type TIME.",
+        ],
+    },
+    generate::Section {
+        title: "SEE ALSO",
+        paragraphs: &["jam(1), systemd.socket(5), sysctl(8)"],
+    },
+];
+
 /// A check interval that means "never again" (tokio caps timers at about two years).
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
@@ -210,7 +237,12 @@ fn main() -> std::process::ExitCode {
             .exit();
     }
     if let Some(what) = args.generate {
-        return match generate::write(what, Args::command(), &mut std::io::stdout().lock()) {
+        return match generate::write(
+            what,
+            Args::command(),
+            MAN_SECTIONS,
+            &mut std::io::stdout().lock(),
+        ) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("jamd: error: cannot write to stdout: {e}");
