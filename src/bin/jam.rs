@@ -751,18 +751,49 @@ type ProgressThread = (
 );
 
 /// A live progress line on a terminal; nothing when stderr is not one.
+/// What `jam bench`'s progress bar measures: requests done of `-n`, or time passed of `-z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gauge {
+    /// Requests done, of this many.
+    Requests(u64),
+    /// Time passed, of this long (in milliseconds on the bar).
+    Time(Duration),
+}
+
+impl Gauge {
+    fn of(config: &BenchConfig) -> Gauge {
+        match (config.requests, config.duration) {
+            (Some(n), _) => Gauge::Requests(n),
+            (None, Some(d)) => Gauge::Time(d),
+            (None, None) => Gauge::Requests(0),
+        }
+    }
+
+    /// The bar's position after `done` requests and `elapsed` time.
+    fn position(self, done: u64, elapsed: Duration) -> u64 {
+        match self {
+            Gauge::Requests(_) => done,
+            Gauge::Time(d) => elapsed.min(d).as_millis() as u64,
+        }
+    }
+}
+
 fn progress_bar(config: &BenchConfig, progress: Arc<Progress>) -> Option<ProgressThread> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = match (config.requests, config.duration) {
-        (Some(n), _) => indicatif::ProgressBar::new(n),
-        (None, _) => indicatif::ProgressBar::new_spinner(),
+    let gauge = Gauge::of(config);
+    let bar = match gauge {
+        Gauge::Requests(n) => indicatif::ProgressBar::new(n),
+        Gauge::Time(d) => indicatif::ProgressBar::new(d.as_millis() as u64),
     };
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let template = match gauge {
+        Gauge::Requests(_) => "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+        // A run of -z fills with time; the count goes in the message.
+        Gauge::Time(_) => "{spinner} [{elapsed_precise}] {wide_bar} {msg}",
+    };
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = stop.clone();
@@ -771,9 +802,14 @@ fn progress_bar(config: &BenchConfig, progress: Arc<Progress>) -> Option<Progres
         while !done.load(Ordering::Relaxed) {
             let ok = progress.ok.load(Ordering::Relaxed);
             let errors = progress.errors.load(Ordering::Relaxed);
-            bar.set_position(ok + errors);
+            bar.set_position(gauge.position(ok + errors, started.elapsed()));
             let rate = ok as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!("{rate:.0} req/s, {errors} errors"));
+            bar.set_message(match gauge {
+                Gauge::Requests(_) => format!("{rate:.0} req/s, {errors} errors"),
+                Gauge::Time(_) => {
+                    format!("{} requests, {rate:.0} req/s, {errors} errors", ok + errors)
+                }
+            });
             std::thread::sleep(Duration::from_millis(100));
         }
         bar.finish_and_clear();
@@ -971,4 +1007,26 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
         return Ok(1);
     }
     Ok(check::exit_code(&reports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_run_fills_its_bar_with_time_and_a_counted_one_with_requests() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            Gauge::Time(ten).position(5000, Duration::from_secs(4)),
+            4000
+        );
+        assert_eq!(
+            Gauge::Time(ten).position(5000, Duration::from_secs(12)),
+            10_000
+        );
+        assert_eq!(
+            Gauge::Requests(100).position(40, Duration::from_secs(4)),
+            40
+        );
+    }
 }
