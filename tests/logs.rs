@@ -109,6 +109,15 @@ fn exercise(jamd: &Jamd, rfc868: std::net::SocketAddr) {
     talk(&[b'A'; 40], false);
     talk(b"GET / HTTP/1.1\r\n", false);
     talk(b"TI", false);
+    // Silent until the idle timeout.
+    talk(b"", false);
+    // A reset: SO_LINGER 0 turns the close into an RST.
+    let reset = socket2::Socket::from(TcpStream::connect(jamd.addr).expect("connect"));
+    reset.set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
+    let mut reset = TcpStream::from(reset);
+    reset.write_all(b"TIME\r\n").expect("send");
+    std::thread::sleep(Duration::from_millis(50));
+    drop(reset);
     let mut t = TcpStream::connect(rfc868).expect("rfc868");
     let _ = t.read_to_end(&mut Vec::new());
     // One left open for shutdown to close.
@@ -128,6 +137,8 @@ fn args(format: &str) -> Vec<String> {
         "16",
         "--line-timeout",
         "300ms",
+        "--idle-timeout",
+        "400ms",
         "--rfc868",
         "127.0.0.1:0",
     ]
@@ -180,6 +191,8 @@ fn text_logs_are_logfmt_and_their_words_are_the_metric_labels() {
         "line_too_long",
         "http_request",
         "line_timeout",
+        "idle_timeout",
+        "reset",
         "shutdown",
     ] {
         assert!(

@@ -91,7 +91,7 @@ struct Args {
     daytime: Vec<String>,
 
     /// When a port is in use but no server listens on it (closed connections hold it for 60 s in
-    /// TIME_WAIT), retry every second for this long (0 = fail at once). A port another server
+    /// TIME_WAIT), retry every second for this long (0 = fail at once; at most 24h). A port another server
     /// listens on fails at once.
     #[arg(long, value_name = "DURATION", env = "JAMD_BIND_WAIT", default_value = default_duration(|c| c.bind_wait), value_parser = parse_duration)]
     bind_wait: Duration,
@@ -123,7 +123,7 @@ struct Args {
     metrics: Vec<String>,
 
     /// How often to check that the system clock is synchronised (kernel adjtimex state); a
-    /// change is logged (0 = only at start-up).
+    /// change is logged (0 = only at start-up; at most 24h).
     #[arg(long, value_name = "DURATION", env = "JAMD_CLOCK_CHECK", default_value = default_duration(|c| c.clock_check), value_parser = parse_duration)]
     clock_check: Duration,
 
@@ -153,15 +153,15 @@ struct Args {
     #[arg(long, value_name = "N|auto", env = "JAMD_MAX_CONNECTIONS_PER_IP", default_value = default_per_ip(), value_parser = parse_per_ip)]
     max_connections_per_ip: PerIpArg,
 
-    /// Close a connection with no complete request for this long (0 = never).
+    /// Close a connection with no complete request for this long (0 = never; at most 24h).
     #[arg(long, value_name = "DURATION", env = "JAMD_IDLE_TIMEOUT", default_value = default_duration(|c| c.idle_timeout), value_parser = parse_duration)]
     idle_timeout: Duration,
 
-    /// A started line must be completed within this time (0 = no limit).
+    /// A started line must be completed within this time (0 = no limit; at most 24h).
     #[arg(long, value_name = "DURATION", env = "JAMD_LINE_TIMEOUT", default_value = default_duration(|c| c.line_timeout), value_parser = parse_duration)]
     line_timeout: Duration,
 
-    /// Close a connection whose replies make no progress for this long (0 = never).
+    /// Close a connection whose replies make no progress for this long (0 = never; at most 24h).
     #[arg(long, value_name = "DURATION", env = "JAMD_WRITE_TIMEOUT", default_value = default_duration(|c| c.write_timeout), value_parser = parse_duration)]
     write_timeout: Duration,
 
@@ -169,7 +169,8 @@ struct Args {
     #[arg(long, value_name = "BYTES", env = "JAMD_MAX_OUTPUT", default_value = default_size(|c| c.max_output), value_parser = parse_size)]
     max_output: usize,
 
-    /// On SIGINT/SIGTERM, wait at most this long for connections to finish.
+    /// On SIGINT/SIGTERM, wait at most this long for connections to finish (0 = close at once; at
+    /// most 24h).
     #[arg(long, value_name = "DURATION", env = "JAMD_SHUTDOWN_GRACE", default_value = default_duration(|c| c.shutdown_grace), value_parser = parse_duration)]
     shutdown_grace: Duration,
 
