@@ -980,7 +980,7 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
     let reports = check::run_all(specs, &config).await;
     let mut junit_error = None;
     if let (Some(mut file), Some(path)) = (junit, &args.junit)
-        && let Err(e) = file.write_all(report::junit(&reports).as_bytes())
+        && let Err(e) = file.write_all(report::junit("jam check", &reports).as_bytes())
     {
         junit_error = Some(format!(
             "cannot write the JUnit file {}: {e}",
@@ -988,7 +988,10 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
         ));
     }
     if args.json {
-        say!("{}", report::json(&reports, config.strict));
+        say!(
+            "{}",
+            report::json("jam check", &check::CATALOGUE, &reports, config.strict)
+        );
     } else {
         let style = report::Style::new(colored(std::io::stdout().is_terminal()));
         let several = reports.len() > 1;

@@ -29,10 +29,10 @@ use std::time::Duration;
 
 pub use catalogue::{CATALOGUE, cases_help, cases_markdown};
 pub use model::{
-    CaseId, CheckConfig, Clause, Level, Need, Outcome, ReplyKind, Schedule, SkipReason, Status,
-    TargetSpec,
+    CaseId, CheckConfig, Clause, Graded, Level, Need, Outcome, ReplyKind, Schedule, SkipReason,
+    Status, Tally, TargetSpec,
 };
-pub use runner::{Case, CaseResult, Tally, TargetReport};
+pub use runner::{Case, CaseResult, TargetReport};
 
 use crate::client::{ClientError, Target};
 
@@ -103,14 +103,14 @@ pub async fn check_target(spec: TargetSpec, config: &CheckConfig) -> TargetRepor
 
 /// The process exit code for a run: 0 when every target passed; for one target that could not be
 /// reached, the client's usual code (3 refused, 4 no such host, 5 timed out); else 1.
-pub fn exit_code(reports: &[TargetReport]) -> u8 {
+pub fn exit_code<C: Graded>(reports: &[model::TargetReport<C>]) -> u8 {
     match reports {
         [one] => match &one.error {
             Some(e) => e.exit_code(),
             None if one.passed() => 0,
             None => 1,
         },
-        all if !all.is_empty() && all.iter().all(TargetReport::passed) => 0,
+        all if !all.is_empty() && all.iter().all(model::TargetReport::passed) => 0,
         _ => 1,
     }
 }

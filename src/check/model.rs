@@ -3,6 +3,7 @@
 //! the checker builds on these; this one builds on none of them but the display helpers.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::display;
@@ -427,4 +428,148 @@ pub enum Outcome {
     Timeout(String),
     /// Did not judge, and why.
     Skip(SkipReason),
+}
+
+/// What a report needs to know of a case: its id, level and title. The server's cases and the
+/// client's both are; every report format is written once for both.
+pub trait Graded: 'static {
+    /// The stable id (`time-format`).
+    fn name(&self) -> &'static str;
+    /// How much it matters.
+    fn level(&self) -> Level;
+    /// What passes, in one line.
+    fn title(&self) -> &'static str;
+}
+
+/// One case's result.
+#[derive(Debug)]
+pub struct CaseResult<C: 'static> {
+    /// The case.
+    pub case: &'static C,
+    /// How it ended.
+    pub status: Status,
+    /// For a failure: what was sent, what came back, the likely cause and fix. For a pass: what
+    /// was seen, briefly. For a skip: the reason in words.
+    pub detail: String,
+    /// For a skip: the reason.
+    pub skip: Option<SkipReason>,
+    /// Every event on the wire, with times.
+    pub transcript: Vec<String>,
+    /// How long the case took.
+    pub elapsed: Duration,
+}
+
+impl<C> Clone for CaseResult<C> {
+    fn clone(&self) -> Self {
+        CaseResult {
+            case: self.case,
+            status: self.status,
+            detail: self.detail.clone(),
+            skip: self.skip.clone(),
+            transcript: self.transcript.clone(),
+            elapsed: self.elapsed,
+        }
+    }
+}
+
+impl<C> CaseResult<C> {
+    /// The one place a result is built: status, detail and skip reason always agree.
+    pub fn new(
+        case: &'static C,
+        outcome: Outcome,
+        transcript: Vec<String>,
+        elapsed: Duration,
+    ) -> Self {
+        let (status, detail, skip) = match outcome {
+            Outcome::Pass(detail) => (Status::Pass, detail, None),
+            Outcome::Fail(detail) => (Status::Fail, detail, None),
+            Outcome::Timeout(detail) => (Status::Timeout, detail, None),
+            Outcome::Skip(reason) => (Status::Skip, reason.to_string(), Some(reason)),
+        };
+        CaseResult {
+            case,
+            status,
+            detail,
+            skip,
+            transcript,
+            elapsed,
+        }
+    }
+
+    /// A skip that sent nothing.
+    pub fn skipped(case: &'static C, reason: SkipReason) -> Self {
+        CaseResult::new(case, Outcome::Skip(reason), Vec::new(), Duration::ZERO)
+    }
+
+    /// `--only`/`--skip` left this case out.
+    pub fn not_selected(&self) -> bool {
+        self.skip == Some(SkipReason::NotSelected)
+    }
+}
+
+/// The result of checking one server (or one client).
+#[derive(Debug)]
+pub struct TargetReport<C: 'static> {
+    /// The server as given.
+    pub spec: TargetSpec,
+    /// The address connected to, once resolved.
+    pub address: Option<SocketAddr>,
+    /// Every case of the catalogue, in order.
+    pub cases: Vec<CaseResult<C>>,
+    /// Why the server could not be checked at all (no name resolution, refused…).
+    pub error: Option<ClientError>,
+    /// Should-level cases count toward the verdict.
+    pub strict: bool,
+    /// How long the whole check took.
+    pub elapsed: Duration,
+}
+
+/// Passed and total counts of one level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that ran or should have run (selected ones).
+    pub total: usize,
+}
+
+impl<C: Graded> TargetReport<C> {
+    /// Passed/total of the selected cases of `level`. A case skipped because another bug is in the
+    /// way counts as not passed: it was not shown to work.
+    pub fn tally(&self, level: Level) -> Tally {
+        let mut tally = Tally::default();
+        for r in self.cases.iter().filter(|r| r.case.level() == level) {
+            if r.not_selected() {
+                continue;
+            }
+            tally.total += 1;
+            if r.status == Status::Pass {
+                tally.passed += 1;
+            }
+        }
+        tally
+    }
+
+    /// The server passes: reachable, every must case passed (and with `strict` every should case).
+    pub fn passed(&self) -> bool {
+        let full = |t: Tally| t.passed == t.total;
+        self.error.is_none()
+            && self.tally(Level::Must).total + self.tally(Level::Should).total > 0
+            && full(self.tally(Level::Must))
+            && (!self.strict || full(self.tally(Level::Should)))
+    }
+
+    /// Ids of the cases that failed or timed out.
+    pub fn failures(&self) -> Vec<&'static str> {
+        self.cases
+            .iter()
+            .filter(|r| matches!(r.status, Status::Fail | Status::Timeout))
+            .map(|r| r.case.name())
+            .collect()
+    }
+
+    /// The name to show: the given name, else the target.
+    pub fn label(&self) -> &str {
+        self.spec.name.as_deref().unwrap_or(&self.spec.target)
+    }
 }

@@ -5,10 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::catalogue::CATALOGUE;
 use super::display::human;
-use super::model::{CaseId, Level, Status};
-use super::runner::{CaseResult, TargetReport};
+use super::model::{CaseResult, Graded, Level, Status, TargetReport};
 
 /// Terminal colours, or none.
 #[derive(Debug, Clone, Copy)]
@@ -41,18 +39,18 @@ impl Style {
     }
 }
 
-fn tally_text(report: &TargetReport, level: Level) -> String {
+fn tally_text<C: Graded>(report: &TargetReport<C>, level: Level) -> String {
     let t = report.tally(level);
     format!("{}/{}", t.passed, t.total)
 }
 
-fn verdict(report: &TargetReport) -> &'static str {
+fn verdict<C: Graded>(report: &TargetReport<C>) -> &'static str {
     if report.passed() { "PASS" } else { "FAIL" }
 }
 
 /// One server's results as a table, with the detail of each case that did not pass (of every case
 /// with `verbose`, and its transcript).
-pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
+pub fn text<C: Graded>(report: &TargetReport<C>, verbose: bool, style: Style) -> String {
     let mut out = String::new();
     let address = report
         .address
@@ -68,7 +66,7 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
         let why = report
             .cases
             .iter()
-            .find(|r| r.case.id == CaseId::Connect && r.status != Status::Skip)
+            .find(|r| r.case.name() == "connect" && r.status != Status::Skip)
             .map_or_else(|| e.to_string(), |r| r.detail.clone());
         let _ = writeln!(out, "{}", wrap(&format!("error: {why}"), 2, 100));
         let _ = writeln!(
@@ -85,14 +83,14 @@ pub fn text(report: &TargetReport, verbose: bool, style: Style) -> String {
         let _ = writeln!(
             out,
             "  {} {:<6} {:<16} {}",
-            style.status(r.status, r.case.level),
-            r.case.level.name(),
-            r.case.id.as_str(),
-            r.case.title
+            style.status(r.status, r.case.level()),
+            r.case.level().name(),
+            r.case.name(),
+            r.case.title()
         );
         let show_detail = verbose
             || matches!(r.status, Status::Fail | Status::Timeout)
-            || r.case.level == Level::Info
+            || r.case.level() == Level::Info
             || (r.status == Status::Skip && !r.not_selected());
         if show_detail && !r.detail.is_empty() {
             let _ = writeln!(out, "{}", wrap(&r.detail, 28, 100));
@@ -136,7 +134,7 @@ fn wrap(text: &str, indent: usize, width: usize) -> String {
 }
 
 /// One row per server: name, must and should passed/total, the failures.
-pub fn summary_table(reports: &[TargetReport], style: Style) -> String {
+pub fn summary_table<C: Graded>(reports: &[TargetReport<C>], style: Style) -> String {
     let mut out = String::new();
     let name_width = reports
         .iter()
@@ -174,17 +172,17 @@ pub fn summary_table(reports: &[TargetReport], style: Style) -> String {
     out
 }
 
-fn target_json(report: &TargetReport) -> Value {
+fn target_json<C: Graded>(report: &TargetReport<C>) -> Value {
     let cases: Vec<Value> = report
         .cases
         .iter()
         .map(|r| {
             json!({
-                "id": r.case.id.as_str(),
-                "level": r.case.level.name(),
+                "id": r.case.name(),
+                "level": r.case.level().name(),
                 "status": r.status.name(),
                 "skip_reason": r.skip.as_ref().map(|s| s.key()),
-                "title": r.case.title,
+                "title": r.case.title(),
                 "detail": r.detail,
                 "duration_ms": r.elapsed.as_secs_f64() * 1e3,
                 "transcript": r.transcript,
@@ -212,14 +210,20 @@ fn target_json(report: &TargetReport) -> Value {
     })
 }
 
-/// The whole run as one JSON document.
-pub fn json(reports: &[TargetReport], strict: bool) -> Value {
+/// The whole run as one JSON document; `tool` names the command (`jam check`), `catalogue` its
+/// cases.
+pub fn json<C: Graded>(
+    tool: &str,
+    catalogue: &[C],
+    reports: &[TargetReport<C>],
+    strict: bool,
+) -> Value {
     let passed = reports.iter().filter(|r| r.passed()).count();
     json!({
-        "tool": "jam check",
+        "tool": tool,
         "version": env!("CARGO_PKG_VERSION"),
         "strict": strict,
-        "catalogue": CATALOGUE.iter().map(|c| json!({"id": c.id.as_str(), "level": c.level.name(), "title": c.title, "clause": c.clause.source})).collect::<Vec<_>>(),
+        "catalogue": catalogue.iter().map(|c| json!({"id": c.name(), "level": c.level().name(), "title": c.title()})).collect::<Vec<_>>(),
         "targets": reports.iter().map(target_json).collect::<Vec<_>>(),
         "summary": {
             "targets": reports.len(),
@@ -245,8 +249,8 @@ enum JunitKind {
 
 /// The JUnit mapping: a result counts as a failure or error exactly when it counts against the
 /// verdict (must always; should with `--strict`; info never).
-fn junit_kind(report: &TargetReport, c: &CaseResult) -> JunitKind {
-    let counted = match c.case.level {
+fn junit_kind<C: Graded>(report: &TargetReport<C>, c: &CaseResult<C>) -> JunitKind {
+    let counted = match c.case.level() {
         Level::Must => true,
         Level::Should => report.strict,
         Level::Info => false,
@@ -265,14 +269,16 @@ fn junit_kind(report: &TargetReport, c: &CaseResult) -> JunitKind {
 /// two stay apart); a should-level one without `--strict` does not count, so it is a passed test
 /// case whose `<system-out>` starts with `not counted without --strict`; `skip` is `<skipped>`.
 /// So a server that passes has no failures in its JUnit either.
-pub fn junit(reports: &[TargetReport]) -> String {
+pub fn junit<C: Graded>(tool: &str, reports: &[TargetReport<C>]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let count =
-        |r: &TargetReport, k: JunitKind| r.cases.iter().filter(|c| junit_kind(r, c) == k).count();
+    let count = |r: &TargetReport<C>, k: JunitKind| {
+        r.cases.iter().filter(|c| junit_kind(r, c) == k).count()
+    };
     let total = |k: JunitKind| reports.iter().map(|r| count(r, k)).sum::<usize>();
     let _ = writeln!(
         out,
-        "<testsuites name=\"jam check\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">",
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">",
+        xml(tool),
         reports.iter().map(|r| r.cases.len()).sum::<usize>(),
         total(JunitKind::Failure),
         total(JunitKind::Error),
@@ -293,8 +299,8 @@ pub fn junit(reports: &[TargetReport]) -> String {
             let _ = write!(
                 out,
                 "    <testcase classname=\"jam-check.{}\" name=\"{}\" time=\"{:.3}\"",
-                c.case.level.name(),
-                c.case.id.as_str(),
+                c.case.level().name(),
+                c.case.name(),
                 c.elapsed.as_secs_f64()
             );
             let body = format!("{}\n{}", c.detail, c.transcript.join("\n"));

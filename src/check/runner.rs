@@ -14,8 +14,8 @@ use tokio::time::{Instant, timeout_at};
 
 use super::display::human;
 use super::model::{
-    CaseId, CheckConfig, Clause, Level, Need, Outcome, ReplyKind, Schedule, SkipReason, Status,
-    TargetSpec,
+    self, CaseId, CheckConfig, Clause, Graded, Level, Need, Outcome, ReplyKind, Schedule,
+    SkipReason, Status,
 };
 use super::probe::{ConnectError, Probe, Transcript};
 use crate::client::ClientError;
@@ -64,125 +64,25 @@ impl PartialEq for Case {
     }
 }
 
-/// One case's result.
-#[derive(Debug, Clone)]
-pub struct CaseResult {
-    /// The case.
-    pub case: &'static Case,
-    /// How it ended.
-    pub status: Status,
-    /// For a failure: what was sent, what came back, the likely cause and fix. For a pass: what
-    /// was seen, briefly. For a skip: the reason in words.
-    pub detail: String,
-    /// For a skip: the reason.
-    pub skip: Option<SkipReason>,
-    /// Every event on the wire, with times.
-    pub transcript: Vec<String>,
-    /// How long the case took.
-    pub elapsed: Duration,
-}
-
-impl CaseResult {
-    /// The one place a result is built: status, detail and skip reason always agree.
-    pub fn new(
-        case: &'static Case,
-        outcome: Outcome,
-        transcript: Vec<String>,
-        elapsed: Duration,
-    ) -> Self {
-        let (status, detail, skip) = match outcome {
-            Outcome::Pass(detail) => (Status::Pass, detail, None),
-            Outcome::Fail(detail) => (Status::Fail, detail, None),
-            Outcome::Timeout(detail) => (Status::Timeout, detail, None),
-            Outcome::Skip(reason) => (Status::Skip, reason.to_string(), Some(reason)),
-        };
-        CaseResult {
-            case,
-            status,
-            detail,
-            skip,
-            transcript,
-            elapsed,
-        }
+impl Graded for Case {
+    fn name(&self) -> &'static str {
+        self.id.as_str()
     }
 
-    /// A skip that sent nothing.
-    pub fn skipped(case: &'static Case, reason: SkipReason) -> Self {
-        CaseResult::new(case, Outcome::Skip(reason), Vec::new(), Duration::ZERO)
+    fn level(&self) -> Level {
+        self.level
     }
 
-    /// `--only`/`--skip` left this case out.
-    pub fn not_selected(&self) -> bool {
-        self.skip == Some(SkipReason::NotSelected)
+    fn title(&self) -> &'static str {
+        self.title
     }
 }
+
+/// A server case's result.
+pub type CaseResult = model::CaseResult<Case>;
 
 /// The result of checking one server.
-#[derive(Debug)]
-pub struct TargetReport {
-    /// The server as given.
-    pub spec: TargetSpec,
-    /// The address connected to, once resolved.
-    pub address: Option<SocketAddr>,
-    /// Every case of the catalogue, in order.
-    pub cases: Vec<CaseResult>,
-    /// Why the server could not be checked at all (no name resolution, refused…).
-    pub error: Option<ClientError>,
-    /// Should-level cases count toward the verdict.
-    pub strict: bool,
-    /// How long the whole check took.
-    pub elapsed: Duration,
-}
-
-/// Passed and total counts of one level.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Cases that passed.
-    pub passed: usize,
-    /// Cases that ran or should have run (selected ones).
-    pub total: usize,
-}
-
-impl TargetReport {
-    /// Passed/total of the selected cases of `level`. A case skipped because another bug is in the
-    /// way counts as not passed: it was not shown to work.
-    pub fn tally(&self, level: Level) -> Tally {
-        let mut tally = Tally::default();
-        for r in self.cases.iter().filter(|r| r.case.level == level) {
-            if r.not_selected() {
-                continue;
-            }
-            tally.total += 1;
-            if r.status == Status::Pass {
-                tally.passed += 1;
-            }
-        }
-        tally
-    }
-
-    /// The server passes: reachable, every must case passed (and with `strict` every should case).
-    pub fn passed(&self) -> bool {
-        let full = |t: Tally| t.passed == t.total;
-        self.error.is_none()
-            && self.tally(Level::Must).total + self.tally(Level::Should).total > 0
-            && full(self.tally(Level::Must))
-            && (!self.strict || full(self.tally(Level::Should)))
-    }
-
-    /// Ids of the cases that failed or timed out.
-    pub fn failures(&self) -> Vec<&'static str> {
-        self.cases
-            .iter()
-            .filter(|r| matches!(r.status, Status::Fail | Status::Timeout))
-            .map(|r| r.case.id.as_str())
-            .collect()
-    }
-
-    /// The name to show: the given name, else the target.
-    pub fn label(&self) -> &str {
-        self.spec.name.as_deref().unwrap_or(&self.spec.target)
-    }
-}
+pub type TargetReport = model::TargetReport<Case>;
 
 /// What the cases learn about the server, for the cases after them and the info cases.
 #[derive(Debug, Default, Clone)]
