@@ -99,6 +99,146 @@ enum Command {
     /// Grade one or more time servers against the assignment, case by case.
     #[command(after_help = check_help())]
     Check(CheckArgs),
+    /// Grade a time client (the assignment's other half): jam plays the server, runs the client
+    /// once per scenario and judges what it sent, printed and did.
+    #[command(name = "check-client", after_help = check_client_help())]
+    CheckClient(CheckClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckClientArgs {
+    /// Where the server the client dials listens (repeatable) [default: 127.0.0.1:45000 and
+    /// [::1]:45000]. `{port}` in the command is replaced by the first one's port, which is also in
+    /// JAM_CHECK_PORT.
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+
+    /// Longest one run of the client may take before it is killed (a slow-reply run gets 1.5 s
+    /// more).
+    #[arg(long, value_name = "DURATION", default_value = "4s", value_parser = positive_duration)]
+    runs_timeout: Duration,
+
+    /// Should-level cases must pass too (exit 1 otherwise).
+    #[arg(long)]
+    strict: bool,
+
+    /// Print every case's detail and transcript.
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Print one JSON document (and nothing else) to stdout.
+    #[arg(long)]
+    json: bool,
+
+    /// Also write JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<std::path::PathBuf>,
+
+    /// The client to check, and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+/// `jam check-client --help`'s list of cases.
+fn check_client_help() -> String {
+    let mut text = String::from("Cases (id, level, what passes):\n");
+    for case in &jam::check::client::CLIENT_CATALOGUE {
+        text.push_str(&format!(
+            "  {:<16} {:<6} {}\n",
+            case.name,
+            case.level.name(),
+            case.title
+        ));
+    }
+    text.push_str(
+        "\nExit codes: 0 every must case passed (with --strict, every should case too); 1 a \
+         case failed; 2 bad command line, the client cannot be started, or the port is in use.",
+    );
+    text
+}
+
+fn check_client_command(runtime: &tokio::runtime::Runtime, args: CheckClientArgs) -> ExitCode {
+    use jam::check::{client, report};
+    let mut config = client::ClientCheckConfig::new();
+    if !args.listen.is_empty() {
+        let mut listen = Vec::new();
+        for spec in &args.listen {
+            let parsed = match jam::address::parse(spec, jam::address::Use::Listen) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    eprintln!("jam check-client: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let ip: std::net::IpAddr = if parsed.host.is_empty() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                match parsed.host.parse() {
+                    Ok(ip) => ip,
+                    Err(_) => {
+                        eprintln!(
+                            "jam check-client: --listen {spec}: give an IP address (127.0.0.1:PORT)"
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            listen.push(std::net::SocketAddr::new(
+                ip,
+                parsed.port.unwrap_or_default(),
+            ));
+        }
+        config.listen = listen;
+    }
+    config.run_timeout = args.runs_timeout;
+    config.strict = args.strict;
+    STDOUT_GONE.store(1, std::sync::atomic::Ordering::Relaxed);
+    let junit = match &args.junit {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!(
+                    "jam check-client: cannot write the JUnit file {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let report = match runtime.block_on(client::check_client(&args.command, &config)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("jam check-client: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let reports = [report];
+    if let Some(mut file) = junit
+        && let Err(e) = file.write_all(report::junit("jam check-client", &reports).as_bytes())
+    {
+        eprintln!("jam check-client: cannot write the JUnit file: {e}");
+        return ExitCode::from(1);
+    }
+    if args.json {
+        say!(
+            "{}",
+            report::json(
+                "jam check-client",
+                &client::CLIENT_CATALOGUE,
+                &reports,
+                args.strict
+            )
+        );
+    } else {
+        let style = report::Style::new(colored(std::io::stdout().is_terminal()));
+        say!(
+            "{}",
+            report::text("jam check-client", &reports[0], args.verbose, style)
+        );
+        say!("checked in {}", report::took(reports[0].elapsed));
+    }
+    ExitCode::from(jam::check::exit_code(&reports))
 }
 
 #[derive(Debug, Args)]
@@ -376,6 +516,7 @@ fn main() -> ExitCode {
         Command::Shell(args) => shell(&runtime, args),
         Command::Offset(args) => runtime.block_on(offset(args)),
         Command::Bench(args) => return bench_command(&runtime, *args),
+        Command::CheckClient(args) => return check_client_command(&runtime, args),
         Command::Check(args) => {
             let code = check_command(&runtime, args);
             // A host-name lookup that timed out still runs on a blocking thread: do not wait
@@ -997,7 +1138,7 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
         let several = reports.len() > 1;
         for r in &reports {
             if !args.summary && (!several || args.verbose || !r.passed()) {
-                say!("{}", report::text(r, args.verbose, style));
+                say!("{}", report::text("jam check", r, args.verbose, style));
             }
         }
         if several || args.summary {

@@ -17,6 +17,7 @@
 
 mod cases;
 mod catalogue;
+pub mod client;
 pub mod diagnose;
 pub mod display;
 mod model;

@@ -50,7 +50,12 @@ fn verdict<C: Graded>(report: &TargetReport<C>) -> &'static str {
 
 /// One server's results as a table, with the detail of each case that did not pass (of every case
 /// with `verbose`, and its transcript).
-pub fn text<C: Graded>(report: &TargetReport<C>, verbose: bool, style: Style) -> String {
+pub fn text<C: Graded>(
+    tool: &str,
+    report: &TargetReport<C>,
+    verbose: bool,
+    style: Style,
+) -> String {
     let mut out = String::new();
     let address = report
         .address
@@ -60,7 +65,7 @@ pub fn text<C: Graded>(report: &TargetReport<C>, verbose: bool, style: Style) ->
         Some(name) => format!("{name}: {}", report.spec.target),
         None => report.spec.target.clone(),
     };
-    let _ = writeln!(out, "jam check {name}{address}");
+    let _ = writeln!(out, "{tool} {name}{address}");
     if let Some(e) = &report.error {
         // Nothing could be checked: say why once, not once per skipped case.
         let why = report
