@@ -155,9 +155,15 @@ impl Bound {
 pub fn listen(bound: Vec<Bound>) -> Result<Vec<std::net::TcpListener>, BindError> {
     let mut listening = Vec::with_capacity(bound.len());
     for Bound { socket, addr } in bound {
-        socket
-            .listen(BACKLOG)
-            .map_err(|source| BindError::Bind { addr, source })?;
+        socket.listen(BACKLOG).map_err(|source| {
+            // A bound socket does not keep SO_REUSEADDR sockets out: another server may have
+            // taken the port while jamd waited for a held one.
+            if source.raw_os_error() == Some(libc::EADDRINUSE) {
+                BindError::Listening { addr }
+            } else {
+                BindError::Bind { addr, source }
+            }
+        })?;
         listening.push(socket.into());
     }
     Ok(listening)
@@ -241,6 +247,12 @@ pub fn listen_ports(specs: &[String]) -> Vec<u16> {
         .iter()
         .filter_map(|spec| spec.trim().rsplit_once(':')?.1.parse().ok())
         .collect()
+}
+
+/// The addresses a `--listen`-style value names, resolved but not bound (what `--check-config`
+/// checks).
+pub fn resolve_listen(spec: &str) -> Result<Vec<SocketAddr>, BindError> {
+    resolve(spec)
 }
 
 fn resolve(spec: &str) -> Result<Vec<SocketAddr>, BindError> {

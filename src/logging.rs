@@ -32,32 +32,44 @@ pub struct FilterError {
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
-/// Parses `text` strictly: each comma-separated directive is a level or `TARGET=LEVEL`. A bare word
-/// that is not a level is refused: tracing would take it for a target name (`loud` would log
-/// only events from a module called `loud`, that is, nothing).
+/// Parses `text` strictly: each comma-separated directive is a level, `TARGET=LEVEL` or a bare
+/// target of this program (`jam`). Any other bare word is refused: tracing would take it for a
+/// target name (`loud` would log only events from a module called `loud`, that is, nothing).
 pub fn parse_filter(source_name: &'static str, text: &str) -> Result<EnvFilter, FilterError> {
     let fail = |why: String| FilterError {
         source_name,
         value: text.to_string(),
         why,
     };
-    let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word.trim()));
-    let is_target = |word: &str| {
+    // tracing also takes the numbers 0-5 for levels.
+    let is_level = |word: &str| {
         let word = word.trim();
-        !word.is_empty()
-            && word.split("::").all(|part| {
+        LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word))
+            || matches!(word, "0" | "1" | "2" | "3" | "4" | "5")
+    };
+    let is_target = |word: &str| {
+        // `target` or `target[span{field}]`: the span part is tracing's to check.
+        let target = word.trim().split('[').next().unwrap_or("");
+        !target.is_empty()
+            && target.split("::").all(|part| {
                 !part.is_empty()
                     && part
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             })
     };
+    // A bare word that is not a level must name this program's code (`jam`, `jam::server`):
+    // tracing would take any word for a target, and `loud` would silence everything.
+    let is_ours = |word: &str| {
+        let target = word.trim().split('[').next().unwrap_or("");
+        is_target(word) && (target == "jam" || target == "jamd" || target.starts_with("jam::"))
+    };
     if text.trim().is_empty() {
         return Err(fail("it is empty".into()));
     }
     for directive in text.split(',') {
         match directive.split_once('=') {
-            None if is_level(directive) => {}
+            None if is_level(directive) || is_ours(directive) => {}
             None => return Err(fail(format!("{:?} is not a level", directive.trim()))),
             Some((target, level)) if is_target(target) && is_level(level) => {}
             Some((_, level)) if !is_level(level) => {

@@ -22,6 +22,9 @@ _jam() {
             jam,check)
                 cmd="jam__subcmd__check"
                 ;;
+            jam,check-client)
+                cmd="jam__subcmd__check__subcmd__client"
+                ;;
             jam,help)
                 cmd="jam__subcmd__help"
                 ;;
@@ -39,6 +42,9 @@ _jam() {
                 ;;
             jam__subcmd__help,check)
                 cmd="jam__subcmd__help__subcmd__check"
+                ;;
+            jam__subcmd__help,check-client)
+                cmd="jam__subcmd__help__subcmd__check__subcmd__client"
                 ;;
             jam__subcmd__help,help)
                 cmd="jam__subcmd__help__subcmd__help"
@@ -59,7 +65,7 @@ _jam() {
 
     case "${cmd}" in
         jam)
-            opts="-h -V --color --generate --help --version time shell offset bench check help"
+            opts="-h -V --color --generate --help --version time shell offset bench check check-client help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -220,8 +226,38 @@ _jam() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        jam__subcmd__check__subcmd__client)
+            opts="-v -h --listen --runs-timeout --strict --verbose --json --junit --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --runs-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --junit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         jam__subcmd__help)
-            opts="time shell offset bench check help"
+            opts="time shell offset bench check check-client help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -249,6 +285,20 @@ _jam() {
             return 0
             ;;
         jam__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        jam__subcmd__help__subcmd__check__subcmd__client)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -263,8 +263,8 @@ struct CheckArgs {
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     skip: Vec<String>,
 
-    /// Longest wait for a reply, a close or a connection.
-    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// Longest wait for a reply, a close or a connection (more than 0, at most 1h).
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = timeout_duration)]
     timeout: Duration,
 
     /// Largest clock difference time-correct accepts, in seconds.
@@ -310,8 +310,12 @@ fn check_help() -> String {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Server address: HOST[:PORT], IPv6 in brackets ([::1]:45000).
-    #[arg(value_name = "HOST[:PORT]", default_value = DEFAULT_TARGET)]
+    /// Server address: HOST[:PORT], IPv6 in brackets ([::1]:45000) [default: 127.0.0.1:45000].
+    #[arg(
+        value_name = "HOST[:PORT]",
+        default_value = "127.0.0.1",
+        hide_default_value = true
+    )]
     target: String,
 
     /// The port, as nc takes it: `jam time HOST PORT` is `jam time HOST:PORT`.
@@ -322,8 +326,8 @@ struct Common {
     #[arg(short, long, value_name = "PORT", conflicts_with = "port_word", value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
 
-    /// Give up on connecting or on a reply after this long.
-    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Give up on connecting or on a reply after this long (more than 0, at most 1h).
+    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = timeout_duration)]
     timeout: Duration,
 }
 
@@ -436,8 +440,8 @@ struct BenchArgs {
     #[arg(long, value_name = "N")]
     sources: Option<u8>,
 
-    /// Give up on a connection or a reply after this long.
-    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Give up on a connection or a reply after this long (more than 0, at most 1h).
+    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = timeout_duration)]
     timeout: Duration,
 
     /// Print the summary as JSON.
@@ -732,6 +736,10 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
                 }
             }
         }
+        if closed && command.eq_ignore_ascii_case("QUIT") {
+            say!("the server had closed the connection; bye");
+            break Ok(());
+        }
         if closed {
             say!("the server closed the connection; reconnecting");
             client = match runtime.block_on(connect(&args.common)) {
@@ -784,6 +792,14 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A timeout: more than 0, at most an hour (a typo of hours would otherwise overflow deadlines).
+fn timeout_duration(s: &str) -> Result<Duration, String> {
+    match positive_duration(s)? {
+        d if d > Duration::from_secs(3600) => Err("must be at most 1h".into()),
+        d => Ok(d),
     }
 }
 

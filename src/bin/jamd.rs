@@ -263,6 +263,7 @@ fn main() -> std::process::ExitCode {
         Err(e)
             if e.downcast_ref::<logging::FilterError>().is_some()
                 || e.downcast_ref::<config::ConfigError>().is_some()
+                || e.downcast_ref::<UsageError>().is_some()
                 || matches!(
                     e.downcast_ref::<listener::BindError>(),
                     Some(listener::BindError::Address { .. })
@@ -297,10 +298,12 @@ fn say_directly(format: LogFormat, level: &str, message: &str) {
 
 /// The connection limit the open-file limit allows (the default of --max-connections).
 fn connection_ceiling(open_files: Option<u64>) -> usize {
-    open_files.map_or(
-        ServerConfig::default().max_connections,
-        config::connections_for_open_files,
-    )
+    open_files
+        .map_or(
+            ServerConfig::default().max_connections,
+            config::connections_for_open_files,
+        )
+        .min(config::MAX_CONNECTIONS_LIMIT)
 }
 
 /// The server's settings from the flags and environment (not yet validated).
@@ -340,9 +343,8 @@ fn check_config(args: &Args, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let open_files = config::raise_open_file_limit().ok();
     let config = server_config(args, open_files);
     config.validate()?;
-    if let Some(name) = &args.tz {
-        clock::zone_by_name(name)?;
-    }
+    zone_of(args)?;
+    same_address_twice(args)?;
     for spec in args
         .listen
         .iter()
@@ -350,12 +352,8 @@ fn check_config(args: &Args, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         .chain(&args.rfc868)
         .chain(&args.daytime)
     {
-        jam::address::parse(spec, jam::address::Use::Listen).map_err(|e| {
-            listener::BindError::Address {
-                addr: e.text,
-                reason: e.hint,
-            }
-        })?;
+        // Names are resolved too (nothing is bound): what would fail at start fails here.
+        listener::resolve_listen(spec)?;
     }
     let mut out = String::from("jamd would start with:\n");
     for arg in Args::command().get_arguments() {
@@ -420,16 +418,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             "--max-connections exceeds what the open-file limit allows; accepts will pause when descriptors run out"
         );
     }
-    let zone = if args.utc {
-        TimeZone::UTC
-    } else if let Some(name) = &args.tz {
-        clock::zone_by_name(name)?
-    } else {
-        TimeZone::try_system().unwrap_or_else(|e| {
-            warn!(error = %e, "cannot determine the local time zone; using UTC");
-            TimeZone::UTC
-        })
-    };
+    let zone = zone_of(&args)?;
+    same_address_twice(&args)?;
 
     // Connections are served by the server's own event loops (--threads); tokio only runs what
     // is off the hot path (signals, binding, the metrics endpoint, the clock watch), so one
@@ -665,6 +655,53 @@ fn register(listeners: Vec<std::net::TcpListener>) -> anyhow::Result<Vec<tokio::
 fn exit_now(format: LogFormat, message: &str, code: i32) -> ! {
     say_directly(format, "WARN", message);
     std::process::exit(code)
+}
+
+/// A setting that cannot work as given, found after clap's own checks: a usage error (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// The zone `--utc`/`--tz` name, or the system's; an unknown name is a usage error.
+fn zone_of(args: &Args) -> anyhow::Result<TimeZone> {
+    Ok(if args.utc {
+        TimeZone::UTC
+    } else if let Some(name) = &args.tz {
+        clock::zone_by_name(name).map_err(|e| UsageError(format!("{e:#}")))?
+    } else {
+        TimeZone::try_system().unwrap_or_else(|e| {
+            warn!(error = %e, "cannot determine the local time zone; using UTC");
+            TimeZone::UTC
+        })
+    })
+}
+
+/// The same address given to two flags (`--listen` and `--daytime`, say): each would take half
+/// the connections (with --reuse-port) or the second would fail; say so before binding.
+fn same_address_twice(args: &Args) -> Result<(), UsageError> {
+    let mut seen: Vec<(std::net::SocketAddr, &str)> = Vec::new();
+    for (flag, specs) in [
+        ("--listen", &args.listen),
+        ("--rfc868", &args.rfc868),
+        ("--daytime", &args.daytime),
+        ("--metrics", &args.metrics),
+    ] {
+        for spec in specs {
+            for addr in listener::resolve_listen(spec).unwrap_or_default() {
+                if addr.port() == 0 {
+                    continue;
+                }
+                if let Some((_, other)) = seen.iter().find(|(a, _)| *a == addr) {
+                    return Err(UsageError(format!(
+                        "{addr} is given to both {other} and {flag}: one address serves one \
+                         protocol"
+                    )));
+                }
+                seen.push((addr, flag));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A count of at least 1 (0 would silently mean something else).

@@ -189,7 +189,9 @@ async fn time_format(ctx: &Ctx, t: &Transcript) -> Outcome {
         if matches!(kind, ReplyKind::Closed | ReplyKind::Reset) {
             ctx.still_accepting(t).await?;
         }
-        ctx.slow_server(rtt);
+        if kind.is_line() {
+            ctx.slow_server(rtt);
+        }
         ctx.observe(|o| {
             o.first_kind = Some(kind);
             if !greeting.is_empty() && diagnose::banner(&greeting).is_none() {
@@ -369,6 +371,8 @@ enum Held {
 /// One attempt of `concurrent`: A connects and sends `half`; while A holds it, B asks the time.
 async fn while_a_holds(ctx: &Ctx, t: &Transcript, half: &[u8]) -> Result<Held, Outcome> {
     let mut a = ctx.connect("A", t).await?;
+    // Bytes after this instant answer A's half line (a greeting came before it).
+    let asked = Instant::now();
     let holding = if half.is_empty() {
         "an idle connection".to_string()
     } else {
@@ -415,7 +419,9 @@ async fn while_a_holds(ctx: &Ctx, t: &Transcript, half: &[u8]) -> Result<Held, O
     if let Some(closed) = a.closed_at()
         && closed <= answered
     {
-        if a.first_data_at().is_some_and(|data| data <= closed) {
+        // Answered and closed (one request per connection): A held nothing; try again with an
+        // A that sends nothing. With an A that sent nothing, a close is a drop.
+        if !half.is_empty() && a.data_between(asked, closed) {
             return Ok(Held::Freed);
         }
         return Ok(Held::Shown(Outcome::Fail(format!(
@@ -461,6 +467,11 @@ async fn split_line(ctx: &Ctx, t: &Transcript) -> Outcome {
         );
         Ok(match (lines.as_slice(), end) {
             ([one], None) if is_time(one) => Outcome::Pass(format!("one reply: \"{}\"", show(one))),
+            // Closing after the reply is repeat's business, not this case's.
+            ([one], Some(Got::Closed | Got::Reset(_))) if is_time(one) => Outcome::Pass(format!(
+                "one reply: \"{}\" (then the server closed the connection)",
+                show(one)
+            )),
             ([], Some(Got::Timeout)) => Outcome::Timeout(format!(
                 "{sent} and got no reply within {}, though TIME sent in one piece is answered: \
                  neither piece alone is a request it knows, and it ignored both. \
@@ -693,7 +704,10 @@ fn is_local_shortage(e: &std::io::Error) -> bool {
 async fn many_clients(ctx: &Ctx, t: &Transcript) -> Outcome {
     let n = ctx.config.clients;
     let start = Instant::now();
-    let deadline = start + MANY_CLIENTS_WAIT;
+    // A server that is slow to answer one client gets its round trip twice more.
+    let window =
+        MANY_CLIENTS_WAIT + ctx.observe(|o| o.rtts.first().copied()).unwrap_or_default() * 2;
+    let deadline = start + window;
     t.note(
         "",
         format!("{n} clients connect at once, each sends \"TIME\\r\\n\""),
@@ -797,7 +811,7 @@ async fn many_clients(ctx: &Ctx, t: &Transcript) -> Outcome {
         Outcome::Fail(format!(
             "{answered} of {n} clients connecting at once were answered within {} ({connected} \
              connected, {retried} waited 1 s or more): {cause}",
-            human(MANY_CLIENTS_WAIT)
+            human(window)
         ))
     }
 }

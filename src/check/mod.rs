@@ -43,17 +43,31 @@ pub async fn run_all(specs: Vec<TargetSpec>, config: &CheckConfig) -> Vec<Target
     let permits = Arc::new(tokio::sync::Semaphore::new(config.jobs.max(1)));
     let mut tasks = Vec::new();
     for spec in specs {
-        let config = config.clone();
-        let permits = permits.clone();
-        tasks.push(tokio::spawn(async move {
+        let (config, permits, copy) = (config.clone(), permits.clone(), spec.clone());
+        let task = tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             check_target(spec, &config).await
-        }));
+        });
+        tasks.push((task, copy));
     }
     let mut reports = Vec::new();
-    for task in tasks {
-        if let Ok(report) = task.await {
-            reports.push(report);
+    for (task, spec) in tasks {
+        match task.await {
+            Ok(report) => reports.push(report),
+            // A bug in jam must not drop a server from the class table (and let the run pass).
+            Err(e) => reports.push(TargetReport {
+                cases: CATALOGUE
+                    .iter()
+                    .map(|case| CaseResult::skipped(case, SkipReason::Unreachable))
+                    .collect(),
+                spec,
+                address: None,
+                error: Some(ClientError::Usage(format!(
+                    "jam failed while checking this server (a bug in jam: please report it): {e}"
+                ))),
+                strict: config.strict,
+                elapsed: Duration::ZERO,
+            }),
         }
     }
     reports

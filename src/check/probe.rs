@@ -124,7 +124,7 @@ pub struct Probe {
     pending: Vec<u8>,
     end: Option<Got>,
     closed_at: Arc<OnceLock<Instant>>,
-    first_data_at: Arc<OnceLock<Instant>>,
+    arrivals_at: Arc<Mutex<Vec<Instant>>>,
     last_data_at: Option<Instant>,
 }
 
@@ -172,13 +172,14 @@ impl Probe {
                 let (read, writer) = stream.into_split();
                 let (tx, arrivals) = mpsc::unbounded_channel();
                 let closed_at = Arc::new(OnceLock::new());
-                let first_data_at = Arc::new(OnceLock::new());
+                let arrivals_at = Arc::new(Mutex::new(Vec::new()));
                 let reader = tokio::spawn(read_all(
                     read,
                     tx,
                     who,
                     transcript.clone(),
-                    [closed_at.clone(), first_data_at.clone()],
+                    closed_at.clone(),
+                    arrivals_at.clone(),
                 ));
                 Ok(Probe {
                     writer,
@@ -189,7 +190,7 @@ impl Probe {
                     pending: Vec::new(),
                     end: None,
                     closed_at,
-                    first_data_at,
+                    arrivals_at,
                     last_data_at: None,
                 })
             }
@@ -311,9 +312,11 @@ impl Probe {
         self.closed_at.get().copied()
     }
 
-    /// When the first bytes arrived on this connection, taken yet or not.
-    pub fn first_data_at(&self) -> Option<Instant> {
-        self.first_data_at.get().copied()
+    /// Whether bytes arrived on this connection between `from` and `to` (taken yet or not).
+    pub fn data_between(&self, from: Instant, to: Instant) -> bool {
+        self.arrivals_at
+            .lock()
+            .is_ok_and(|at| at.iter().any(|&t| from <= t && t <= to))
     }
 
     /// When the last bytes taken from this connection arrived.
@@ -335,7 +338,8 @@ async fn read_all(
     tx: mpsc::UnboundedSender<ArrivalBox>,
     who: &'static str,
     transcript: Transcript,
-    [closed_at, first_data_at]: [Arc<OnceLock<Instant>>; 2],
+    closed_at: Arc<OnceLock<Instant>>,
+    arrivals_at: Arc<Mutex<Vec<Instant>>>,
 ) {
     let mut total = 0;
     let mut buf = [0u8; 1024];
@@ -357,7 +361,9 @@ async fn read_all(
             }
             Ok(n) => {
                 total += n;
-                let _ = first_data_at.set(at);
+                if let Ok(mut arrivals) = arrivals_at.lock() {
+                    arrivals.push(at);
+                }
                 if !who.is_empty() {
                     transcript.note_at(at, who, format!("got \"{}\"", show(&buf[..n])));
                 }

@@ -298,6 +298,7 @@ pub async fn run_cases(
     if at_once {
         let done: Done = Arc::new((Mutex::new(Vec::new()), tokio::sync::Notify::new()));
         let mut running = tokio::task::JoinSet::new();
+        let mut task_case = Vec::new();
         for (i, id) in waves.into_iter().flatten().enumerate() {
             let (ctx, done) = (ctx.clone(), done.clone());
             let deps: Vec<CaseId> = catalogue[id as usize]
@@ -308,7 +309,7 @@ pub async fn run_cases(
                     _ => None,
                 })
                 .collect();
-            running.spawn(async move {
+            let handle = running.spawn(async move {
                 tokio::time::sleep(STAGGER * i as u32).await;
                 loop {
                     let woken = done.1.notified();
@@ -322,10 +323,25 @@ pub async fn run_cases(
                 let _finish = Finished(id, done.clone());
                 (id, run_one(&ctx, id).await)
             });
+            task_case.push((handle.id(), id));
         }
-        while let Some(finished) = running.join_next().await {
-            if let Ok((id, result)) = finished {
-                results[id as usize] = Some(result);
+        while let Some(finished) = running.join_next_with_id().await {
+            match finished {
+                Ok((_, (id, result))) => results[id as usize] = Some(result),
+                Err(e) => {
+                    if let Some(&(_, id)) = task_case.iter().find(|(task, _)| *task == e.id()) {
+                        results[id as usize] = Some(CaseResult::new(
+                            &catalogue[id as usize],
+                            Outcome::Fail(
+                                "jam failed while running this case (a bug in jam: please \
+                                 report it); the server is not to blame"
+                                    .into(),
+                            ),
+                            Vec::new(),
+                            Duration::ZERO,
+                        ));
+                    }
+                }
             }
         }
     } else {
@@ -432,10 +448,12 @@ async fn run_one(ctx: &Ctx, id: CaseId) -> CaseResult {
                 return CaseResult::skipped(case, SkipReason::OutOfTime(ctx.budget()));
             }
             let t = Transcript::for_case(id);
+            let mut running = run(ctx, &t);
             let outcome = loop {
-                // The budget may grow while the case runs (time-format measures the server).
+                // The budget may grow while the case runs (time-format measures the server): the
+                // same run then goes on waiting.
                 let end = ctx.budget_end();
-                match timeout_at(end, run(ctx, &t)).await {
+                match timeout_at(end, &mut running).await {
                     Ok(outcome) => break outcome,
                     Err(_) if ctx.budget_end() > end => continue,
                     Err(_) => {
