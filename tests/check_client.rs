@@ -278,6 +278,10 @@ fn a_port_in_use_is_named_with_the_way_around_it() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the port is in use"), "{stderr}");
-    assert!(stderr.contains("another server listens there"), "{stderr}");
+    // Who holds it, as ss names the process (this test's own), or how to find out.
+    assert!(
+        stderr.contains("check_client") || stderr.contains("another server listens there"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--listen 127.0.0.1:PORT"), "{stderr}");
 }

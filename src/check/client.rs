@@ -327,14 +327,13 @@ async fn bind(listen: &[SocketAddr]) -> Result<Vec<TcpListener>, ClientError> {
         match TcpListener::bind(addr).await {
             Ok(l) => listeners.push(l),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                let holder = crate::ports::listener_on(addr)
-                    .filter(|&listening| listening)
-                    .map_or(String::new(), |_| {
-                        format!(
-                            " (another server listens there: `ss -ltnp 'sport = :{}'` shows which)",
-                            addr.port()
-                        )
-                    });
+                let holder = match who_listens(addr.port()) {
+                    Some(who) => format!(" (by {who})"),
+                    None => format!(
+                        " (another server listens there: `ss -ltnp 'sport = :{}'` shows which)",
+                        addr.port()
+                    ),
+                };
                 return Err(ClientError::Usage(format!(
                     "cannot listen on {addr}: the port is in use{holder}. Stop that server, or \
                      pass another port with --listen 127.0.0.1:PORT and run your client with it \
@@ -354,6 +353,22 @@ async fn bind(listen: &[SocketAddr]) -> Result<Vec<TcpListener>, ClientError> {
         return Err(ClientError::Usage("no address to listen on".into()));
     }
     Ok(listeners)
+}
+
+/// The program listening on `port`, as `ss` names it (`"jamd",pid=1234`), when `ss` is there and
+/// may say.
+fn who_listens(port: u16) -> Option<String> {
+    let out = Command::new("ss")
+        .args(["-ltnpH", &format!("sport = :{port}")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let users = text.split("users:((").nth(1)?;
+    let who = users.split("))").next()?;
+    let who: String = who.split(",fd=").next()?.chars().take(80).collect();
+    (!who.is_empty()).then_some(who)
 }
 
 /// Serves one connection as `scenario` asks, recording it in `log[index]`.
