@@ -385,6 +385,8 @@ mod tests {
             wait,
         );
         assert!(cr.contains("keeps the CR"), "{cr}");
+        let closed = explain_no_time(ReplyKind::Closed, None, b"", Some(Variant::Lowercase), wait);
+        assert!(closed.contains("and got no reply;"), "{closed}");
         assert_eq!(Variant::Lowercase.bytes(), b"time\r\n");
         assert_eq!(Variant::NoLineEnd.bytes(), b"TIME");
         assert_eq!(Variant::LfOnly.bytes(), b"TIME\n");
