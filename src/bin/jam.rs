@@ -141,15 +141,7 @@ struct CheckClientArgs {
 
 /// `jam check-client --help`'s list of cases.
 fn check_client_help() -> String {
-    let mut text = String::from("Cases (id, level, what passes):\n");
-    for case in &jam::check::client::CLIENT_CATALOGUE {
-        text.push_str(&format!(
-            "  {:<16} {:<6} {}\n",
-            case.name,
-            case.level.name(),
-            case.title
-        ));
-    }
+    let mut text = jam::check::case_list(&jam::check::client::CLIENT_CATALOGUE);
     text.push_str(
         "\nExit codes: 0 every must case passed (with --strict, every should case too); 1 a \
          case failed; 2 bad command line, the client cannot be started, or the port is in use.",

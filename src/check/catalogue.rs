@@ -264,17 +264,7 @@ pub fn cases_markdown() -> String {
 
 /// `jam check --help`'s list of cases, from the catalogue.
 pub fn cases_help() -> String {
-    let mut text = String::from("Cases (id, level, what passes):\n");
-    for case in &CATALOGUE {
-        let _ = writeln!(
-            text,
-            "  {:<16} {:<6} {}",
-            case.id.as_str(),
-            case.level.name(),
-            case.title
-        );
-    }
-    text
+    super::model::case_list(&CATALOGUE)
 }
 
 impl CaseId {

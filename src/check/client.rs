@@ -17,9 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::display::{human, show};
-use super::model::{
-    CaseResult, Graded, Level, Outcome, SkipReason, Status, TargetReport, TargetSpec,
-};
+use super::model::{CaseResult, Graded, Level, Outcome, SkipReason, TargetReport, TargetSpec};
 use crate::client::ClientError;
 
 /// A client case's id, as `--json` and JUnit name it.
@@ -937,15 +935,6 @@ fn variants(dated: &Run, lf_only: &Run) -> Outcome {
         say(dated, DATED.time),
         say(lf_only, LF_ONLY.time)
     ))
-}
-
-/// Whether a report's status for `id` is `status` (for tests and callers).
-pub fn status_of(report: &TargetReport<ClientCase>, id: ClientCaseId) -> Option<Status> {
-    report
-        .cases
-        .iter()
-        .find(|r| r.case.id == id)
-        .map(|r| r.status)
 }
 
 #[cfg(test)]

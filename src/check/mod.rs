@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use catalogue::{CATALOGUE, cases_help, cases_markdown};
 pub use model::{
     CaseId, CheckConfig, Clause, Graded, Level, Need, Outcome, ReplyKind, Schedule, SkipReason,
-    Status, Tally, TargetSpec,
+    Status, Tally, TargetSpec, case_list,
 };
 pub use runner::{Case, CaseResult, TargetReport};
 
@@ -56,10 +56,7 @@ pub async fn run_all(specs: Vec<TargetSpec>, config: &CheckConfig) -> Vec<Target
             Ok(report) => reports.push(report),
             // A bug in jam must not drop a server from the class table (and let the run pass).
             Err(e) => reports.push(TargetReport {
-                cases: CATALOGUE
-                    .iter()
-                    .map(|case| CaseResult::skipped(case, SkipReason::Unreachable))
-                    .collect(),
+                cases: runner::skip_all(&CATALOGUE, &config, SkipReason::Unreachable),
                 spec,
                 address: None,
                 error: Some(ClientError::Usage(format!(
@@ -91,20 +88,11 @@ pub async fn check_target(spec: TargetSpec, config: &CheckConfig) -> TargetRepor
     };
     let (address, cases, error) = match resolved {
         Ok(addrs) => runner::run_cases(&CATALOGUE, &addrs, config).await,
-        Err(e) => {
-            let cases = CATALOGUE
-                .iter()
-                .map(|case| {
-                    let reason = if config.is_selected(case.id) {
-                        SkipReason::Unreachable
-                    } else {
-                        SkipReason::NotSelected
-                    };
-                    CaseResult::skipped(case, reason)
-                })
-                .collect();
-            (None, cases, Some(e))
-        }
+        Err(e) => (
+            None,
+            runner::skip_all(&CATALOGUE, config, SkipReason::Unreachable),
+            Some(e),
+        ),
     };
     TargetReport {
         spec,

@@ -441,6 +441,20 @@ pub trait Graded: 'static {
     fn title(&self) -> &'static str;
 }
 
+/// `--help`'s list of cases: id, level and what passes, one line each.
+pub fn case_list<C: Graded>(cases: &[C]) -> String {
+    let mut text = String::from("Cases (id, level, what passes):\n");
+    for case in cases {
+        text.push_str(&format!(
+            "  {:<16} {:<6} {}\n",
+            case.name(),
+            case.level().name(),
+            case.title()
+        ));
+    }
+    text
+}
+
 /// One case's result.
 #[derive(Debug)]
 pub struct CaseResult<C: 'static> {

@@ -500,6 +500,16 @@ fn unmet(needs: &[Need], obs: &Observations, config: &CheckConfig) -> Option<Ski
     None
 }
 
+/// Every case of `catalogue` skipped for `why` (or as not selected): a target that could not be
+/// checked at all.
+pub fn skip_all(
+    catalogue: &'static [Case],
+    config: &CheckConfig,
+    why: SkipReason,
+) -> Vec<CaseResult> {
+    fill(catalogue, vec![None; catalogue.len()], config, why)
+}
+
 /// Every case without a result, skipped for `why` (or as not selected).
 fn fill(
     catalogue: &'static [Case],
