@@ -37,6 +37,12 @@ use crate::service::{self, Service};
 /// counting stays in the session, so the shared counters cost nothing per request.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
 
+/// While the server drains, how long a session's receive queue must stay empty before its
+/// requests count as all arrived. One empty read alone does not say it: bytes the client wrote
+/// before the shutdown may still sit in its own send buffer, waiting for the window that read
+/// just opened.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
 /// How long a PROXY header may take when the line timeout is off.
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -96,6 +102,8 @@ struct Session {
     /// Input read but not yet handled, because the output reached its cap.
     held: Vec<u8>,
     last_request: Instant,
+    /// Since when reads have found the receive queue empty (`None` once bytes came after).
+    quiet_since: Option<Instant>,
     line_started: Option<Instant>,
     /// Set when a request or event ends the session.
     ending: Option<CloseReason>,
@@ -296,6 +304,7 @@ impl Conn {
                     received: initial.len() as u64,
                     held: initial,
                     last_request: self.opened,
+                    quiet_since: Some(self.opened),
                     line_started: None,
                     ending: None,
                     peer_closed: false,
@@ -379,6 +388,9 @@ impl Conn {
                     .and_then(|start| after(start, config.line_timeout)),
                 write,
                 s.uncounted.then_some(s.counted_at + COUNT_EVERY),
+                s.quiet_since
+                    .filter(|_| ctx.draining && s.ending.is_none())
+                    .map(|since| since + DRAIN_QUIET),
             ]
             .into_iter()
             .flatten()
@@ -421,6 +433,7 @@ impl Conn {
                 } else if passed(s.last_request, idle_timeout) {
                     Some((ErrorReply::IdleTimeout, CloseReason::IdleTimeout))
                 } else {
+                    // The drain rule is judged by the read that `drive` makes below.
                     None
                 };
                 if let Some((line, reason)) = timeout {
@@ -584,7 +597,8 @@ impl Conn {
         let (n, drained) = match read {
             Ok(ReadDrained::Data { n, drained }) => (n, drained),
             Ok(ReadDrained::Empty) => {
-                if ctx.draining {
+                let since = *s.quiet_since.get_or_insert(ctx.now);
+                if ctx.draining && ctx.now >= since + DRAIN_QUIET {
                     s.ending = Some(CloseReason::Shutdown);
                     return Step::Again;
                 }
@@ -602,6 +616,7 @@ impl Conn {
             Err(e) => return Step::Close(CloseReason::from_error(&e)),
         };
         s.received += n as u64;
+        s.quiet_since = drained.then_some(ctx.now);
         s.uncounted = true;
         let input = &ctx.input[..n];
         if self.out.is_empty() {
@@ -636,10 +651,8 @@ impl Conn {
             && s.held.is_empty()
             && self.out.is_empty()
         {
-            if ctx.draining {
-                s.ending = Some(CloseReason::Shutdown);
-                return Step::Again;
-            }
+            // Draining, the session ends at a read that finds the queue still empty after
+            // DRAIN_QUIET (the deadline brings it).
             return Step::Wait;
         }
         Step::Again
