@@ -20,6 +20,7 @@
 //! | | [`per_ip`] | open connections per client address (IPv4, IPv6 /64) for `--max-connections-per-ip` |
 //! | | [`proxy`] | PROXY protocol v1/v2 headers from load balancers: the real client address |
 //! | | [`service`] | what a listener speaks: jam, RFC 868 Time, RFC 867 Daytime |
+//! | web | [`http`] | a small read-only HTTP server for the metrics endpoint and the class board |
 //! | server | [`metrics`] | per-thread counters, the OpenMetrics rendering, the `--metrics` HTTP endpoint |
 //! | | [`server`] | the event loops (mio, one per thread): accept, limits, each connection from accept to close, deadlines, shutdown |
 //! | | [`listener`], [`ports`] | binding the dual-stack listener and `--listen` addresses; the kernel's port tables, held ports |
@@ -40,6 +41,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod generate;
+pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -7,20 +7,17 @@
 //! scrape adds the shards up. A count costs a thread-local lookup and an unshared store.
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
+
+use crate::http::{self, Page, Site};
 
 use crate::protocol::ErrorKind;
 use crate::responder::CloseReason;
@@ -437,95 +434,27 @@ fn us_to_secs(us: u64) -> f64 {
     Duration::from_micros(us).as_secs_f64()
 }
 
-/// Most scrape connections served at once; more wait in the listen queue.
-const MAX_SCRAPERS: usize = 16;
-
-/// How long a scrape connection may take to send its request and to be served.
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves `GET /metrics` on `listener` until `shutdown`, rendering with `render_now`.
 pub async fn serve(
     listener: TcpListener,
     render_now: Arc<dyn Fn() -> String + Send + Sync>,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_SCRAPERS));
-    loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => return,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    debug!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let render_now = render_now.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |request| {
-                let render_now = render_now.clone();
-                async move { Ok::<_, Infallible>(answer(&request, &*render_now)) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            match tokio::time::timeout(SCRAPE_TIMEOUT, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(%peer, error = %e, "metrics request failed"),
-                Err(_) => debug!(%peer, "metrics request timed out"),
-            }
-        });
-    }
-}
-
-fn answer<B>(request: &Request<B>, render_now: &dyn Fn() -> String) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, content_type: &str, body: String| {
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        if let Ok(value) = content_type.parse() {
-            response
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, value);
-        }
-        response
+    let site = Site {
+        page: Box::new(move |path| match path {
+            "/metrics" => Some(Page::new(CONTENT_TYPE, render_now())),
+            "/" => Some(Page::new(
+                "text/plain; charset=utf-8",
+                "jamd metrics: GET /metrics\n",
+            )),
+            _ => None,
+        }),
+        not_found: "not found; try /metrics\n",
+        read_only: "only GET /metrics\n",
+        no_store: false,
+        name: "metrics",
     };
-    let text = "text/plain; charset=utf-8";
-    match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => {
-            reply(StatusCode::OK, CONTENT_TYPE, render_now())
-        }
-        (&Method::GET | &Method::HEAD, "/") => reply(
-            StatusCode::OK,
-            text,
-            "jamd metrics: GET /metrics\n".to_string(),
-        ),
-        (&Method::GET | &Method::HEAD, _) => reply(
-            StatusCode::NOT_FOUND,
-            text,
-            "not found; try /metrics\n".to_string(),
-        ),
-        _ => {
-            let mut response = reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                text,
-                "only GET /metrics\n".to_string(),
-            );
-            if let Ok(value) = "GET, HEAD".parse() {
-                response.headers_mut().insert(hyper::header::ALLOW, value);
-            }
-            response
-        }
-    }
+    http::serve(listener, Arc::new(site), shutdown).await;
 }
 
 /// Logs where metrics are served.

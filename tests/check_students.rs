@@ -7,54 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::require_tool;
+use common::{Fixture, require_tool};
 use serde_json::Value;
-
-/// A fixture server, killed when dropped.
-struct Fixture {
-    child: Child,
-    port: u16,
-}
-
-impl Fixture {
-    fn start(file: &str, tz: Option<&str>) -> Fixture {
-        let script = format!(
-            "{}/tests/fixtures/servers/{file}.py",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let mut command = Command::new("python3");
-        command
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(tz) = tz {
-            command.env("TZ", tz);
-        }
-        let mut child = command.spawn().expect("start the fixture server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the fixture prints its port");
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{file}: a port, got {line:?}"));
-        Fixture { child, port }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One row: the fixture, the zone both run in, and every must/should case that does not pass,
 /// with its status and words its detail must contain. Cases not listed must pass.
@@ -387,7 +345,7 @@ const ROWS: &[Row] = &[
 /// Grades one row; returns what differs from the table, if anything, and how long it took.
 fn grade(row: &Row) -> (Vec<String>, Duration) {
     let tz = row.tz.value();
-    let fixture = Fixture::start(row.file, tz.as_deref());
+    let fixture = Fixture::start(row.file, tz.as_deref().map(|tz| ("TZ", tz)));
     let mut command = Command::new(env!("CARGO_BIN_EXE_jam"));
     command
         .args(["check", "--json", &format!("127.0.0.1:{}", fixture.port)])

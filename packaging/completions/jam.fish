@@ -93,6 +93,13 @@ complete -c jam -n "__fish_jam_using_subcommand check" -l max-offset -d 'Largest
 complete -c jam -n "__fish_jam_using_subcommand check" -l clients -d 'Clients of many-clients (1 to 1000)' -r
 complete -c jam -n "__fish_jam_using_subcommand check" -s j -l jobs -d 'Servers checked at once' -r
 complete -c jam -n "__fish_jam_using_subcommand check" -l junit -d 'Also write JUnit XML to FILE (for CI systems and autograders)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check" -l html -d 'Also write the class board to FILE: one self-contained HTML page (a row per server, a column per case; press a cell for its detail and transcript)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check" -l csv -d 'Also write one CSV row per server to FILE (every case\'s status, must and should passed, score, run time)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check" -l gradescope -d 'Also write Gradescope\'s autograder results.json to FILE (a test per case)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check" -l points -d 'Points per passed case for the score: `must=N,should=M[,info=K][,CASE-ID=P]`, or a file of such lines. Default must=1,should=1,info=0' -r
+complete -c jam -n "__fish_jam_using_subcommand check" -l watch -d 'Keep checking every DURATION and serve a live board (see --serve); Ctrl-C ends it' -r
+complete -c jam -n "__fish_jam_using_subcommand check" -l serve -d 'Where the live board listens (with --watch). Loopback unless you name another address' -r
+complete -c jam -n "__fish_jam_using_subcommand check" -l history -d 'Results kept per server for the live board\'s history strip (1 to 100)' -r
 complete -c jam -n "__fish_jam_using_subcommand check" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
 always\t'Always'
 never\t'Never'"

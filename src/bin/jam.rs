@@ -206,22 +206,22 @@ fn check_client_command(runtime: &tokio::runtime::Runtime, args: CheckClientArgs
         }
     };
     let reports = [report];
+    let points = jam::check::grade::Points::default();
+    let run = report::Run {
+        tool: "jam check-client",
+        catalogue: &client::CLIENT_CATALOGUE,
+        reports: &reports,
+        strict: args.strict,
+        points: &points,
+    };
     if let Some(mut file) = junit
-        && let Err(e) = file.write_all(report::junit("jam check-client", &reports).as_bytes())
+        && let Err(e) = file.write_all(report::junit(&run).as_bytes())
     {
         eprintln!("jam check-client: cannot write the JUnit file: {e}");
         return ExitCode::from(1);
     }
     if args.json {
-        say!(
-            "{}",
-            report::json(
-                "jam check-client",
-                &client::CLIENT_CATALOGUE,
-                &reports,
-                args.strict
-            )
-        );
+        say!("{}", report::json(&run));
     } else {
         let style = report::Style::new(colored(std::io::stdout().is_terminal()));
         say!(
@@ -286,6 +286,51 @@ struct CheckArgs {
     /// Also write JUnit XML to FILE (for CI systems and autograders).
     #[arg(long, value_name = "FILE")]
     junit: Option<std::path::PathBuf>,
+
+    /// Also write the class board to FILE: one self-contained HTML page (a row per server, a
+    /// column per case; press a cell for its detail and transcript).
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
+
+    /// Also write one CSV row per server to FILE (every case's status, must and should passed,
+    /// score, run time).
+    #[arg(long, value_name = "FILE")]
+    csv: Option<std::path::PathBuf>,
+
+    /// Also write Gradescope's autograder results.json to FILE (a test per case).
+    #[arg(long, value_name = "FILE")]
+    gradescope: Option<std::path::PathBuf>,
+
+    /// Points per passed case for the score: `must=N,should=M[,info=K][,CASE-ID=P]`, or a file of
+    /// such lines. Default must=1,should=1,info=0.
+    #[arg(long, value_name = "POINTS|FILE")]
+    points: Option<String>,
+
+    /// Keep checking every DURATION and serve a live board (see --serve); Ctrl-C ends it.
+    #[arg(long, value_name = "DURATION", value_parser = watch_interval, conflicts_with = "json")]
+    watch: Option<Duration>,
+
+    /// Where the live board listens (with --watch). Loopback unless you name another address.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "watch",
+        default_value = "127.0.0.1:8045"
+    )]
+    serve: String,
+
+    /// Results kept per server for the live board's history strip (1 to 100).
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "watch", value_parser = clap::value_parser!(u16).range(1..=100))]
+    history: u16,
+}
+
+/// `--watch`: from 2 s to 1 h.
+fn watch_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(2) || interval > Duration::from_secs(3600) {
+        return Err("the interval must be from 2s to 1h".into());
+    }
+    Ok(interval)
 }
 
 /// `jam check --help`'s list of cases, from the catalogue itself.
@@ -1115,32 +1160,21 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
             config.jobs.min(specs.len())
         );
     }
-    // Open the JUnit file before the run, so a wrong path is said at once, not after a class.
-    let junit = match &args.junit {
-        Some(path) => Some(std::fs::File::create(path).map_err(|e| {
-            ClientError::Usage(format!(
-                "cannot write the JUnit file {}: {e}",
-                path.display()
-            ))
-        })?),
-        None => None,
+    let points = match &args.points {
+        Some(text) => points(text)?,
+        None => check::grade::Points::default(),
     };
+    // Try every report file before the run, so a wrong path is said at once, not after a class.
+    let outputs = Outputs::new(&args)?;
+    if let Some(interval) = args.watch {
+        return watch(args, interval, specs, config, points, outputs).await;
+    }
     let started = std::time::Instant::now();
     let reports = check::run_all(specs, &config).await;
-    let mut junit_error = None;
-    if let (Some(mut file), Some(path)) = (junit, &args.junit)
-        && let Err(e) = file.write_all(report::junit("jam check", &reports).as_bytes())
-    {
-        junit_error = Some(format!(
-            "cannot write the JUnit file {}: {e}",
-            path.display()
-        ));
-    }
+    let run = check::server_run(&reports, config.strict, &points);
+    let written = outputs.write(&run, None);
     if args.json {
-        say!(
-            "{}",
-            report::json("jam check", &check::CATALOGUE, &reports, config.strict)
-        );
+        say!("{}", report::json(&run));
     } else {
         let style = report::Style::new(colored(std::io::stdout().is_terminal()));
         let several = reports.len() > 1;
@@ -1149,13 +1183,248 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
                 say!("{}", report::text("jam check", r, args.verbose, style));
             }
         }
-        if several || args.summary {
-            say!("{}", report::summary_table(&reports, style).trim_end());
+        if several || args.summary || points.given {
+            say!("{}", report::summary_table(&run, style).trim_end());
         }
         say!("checked in {}", report::took(started.elapsed()));
     }
-    if let Some(e) = junit_error {
+    if let Err(e) = written {
         eprintln!("jam check: {e}");
+        return Ok(1);
+    }
+    Ok(check::exit_code(&reports))
+}
+
+/// `--points`: the points themselves, or the name of a file that holds them.
+fn points(text: &str) -> Result<jam::check::grade::Points, ClientError> {
+    use jam::check::{CATALOGUE, Graded, grade::Points};
+    let ids: Vec<&str> = CATALOGUE.iter().map(Graded::name).collect();
+    if text.contains('=') {
+        return Points::parse(text, &ids).map_err(|e| ClientError::Usage(format!("--points: {e}")));
+    }
+    let file = std::fs::read_to_string(text).map_err(|e| {
+        ClientError::Usage(format!(
+            "--points {text}: not POINTS (must=N,should=M) and not a file that can be read: {e}"
+        ))
+    })?;
+    Points::parse(&file, &ids).map_err(|e| ClientError::Usage(format!("--points {text}: {e}")))
+}
+
+/// The report files a run writes besides its output: JUnit, HTML, CSV, Gradescope.
+struct Outputs {
+    files: Vec<(Output, std::path::PathBuf)>,
+    command: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    Junit,
+    Html,
+    Csv,
+    Gradescope,
+}
+
+impl Output {
+    fn name(self) -> &'static str {
+        match self {
+            Output::Junit => "JUnit",
+            Output::Html => "HTML",
+            Output::Csv => "CSV",
+            Output::Gradescope => "Gradescope",
+        }
+    }
+}
+
+impl Outputs {
+    /// Creates every file asked for (empty), so that a path that cannot be written is an error
+    /// before the run.
+    fn new(args: &CheckArgs) -> Result<Outputs, ClientError> {
+        let asked = [
+            (Output::Junit, &args.junit),
+            (Output::Html, &args.html),
+            (Output::Csv, &args.csv),
+            (Output::Gradescope, &args.gradescope),
+        ];
+        let mut files: Vec<(Output, std::path::PathBuf)> = Vec::new();
+        for (kind, path) in asked {
+            let Some(path) = path else { continue };
+            if let Some((other, _)) = files
+                .iter()
+                .find(|(_, p): &&(Output, std::path::PathBuf)| p == path)
+            {
+                return Err(ClientError::Usage(format!(
+                    "the {} and {} files are both {}",
+                    Output::name(*other),
+                    kind.name(),
+                    path.display()
+                )));
+            }
+            files.push((kind, path.clone()));
+        }
+        for (kind, path) in &files {
+            std::fs::File::create(path).map_err(|e| {
+                ClientError::Usage(format!(
+                    "cannot write the {} file {}: {e}",
+                    kind.name(),
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(Outputs {
+            files,
+            // `jam`, not the path it was started by: the header is read by people.
+            command: shell_words(
+                std::iter::once("jam".to_string()).chain(std::env::args().skip(1)),
+            ),
+        })
+    }
+
+    /// Writes every file from `run`; `doc` is the board's document when the live board made one.
+    fn write(
+        &self,
+        run: &jam::check::report::Run<'_, jam::check::Case>,
+        doc: Option<&serde_json::Value>,
+    ) -> Result<(), String> {
+        use jam::check::{page, report};
+        for (kind, path) in &self.files {
+            let text = match kind {
+                Output::Junit => report::junit(run),
+                Output::Html => match doc {
+                    Some(doc) => page::html(doc),
+                    None => {
+                        let meta = page::Meta {
+                            generated_at: page::now_text(),
+                            command: self.command.clone(),
+                        };
+                        page::html(&page::document(run, &meta))
+                    }
+                },
+                Output::Csv => report::csv(run).map_err(|e| format!("cannot write CSV: {e}"))?,
+                Output::Gradescope => format!("{:#}\n", report::gradescope(run)),
+            };
+            // Written whole, then renamed: a reader (or the next round) never sees half a file.
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, text)
+                .and_then(|()| std::fs::rename(&partial, path))
+                .map_err(|e| {
+                    format!(
+                        "cannot write the {} file {}: {e}",
+                        kind.name(),
+                        path.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The command line as one line a shell would take back (arguments with spaces quoted).
+fn shell_words(args: impl Iterator<Item = String>) -> String {
+    args.map(|a| {
+        if !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c))
+        {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// `jam check --watch`: the live board, until Ctrl-C or SIGTERM.
+async fn watch(
+    args: CheckArgs,
+    interval: Duration,
+    specs: Vec<jam::check::TargetSpec>,
+    config: jam::check::CheckConfig,
+    points: jam::check::grade::Points,
+    outputs: Outputs,
+) -> Result<u8, ClientError> {
+    use jam::check::{self, live, report};
+    let (listener, local) = live::bind(&args.serve).await?;
+    if !local.ip().is_loopback() {
+        eprintln!(
+            "jam check: the board on {local} shows every server's transcripts to anyone who can reach it"
+        );
+    }
+    let from_file = args.targets_file.is_some();
+    let watch = live::Watch {
+        interval,
+        history: usize::from(args.history),
+        // The file's servers are read by the board, again whenever the file changes.
+        targets: if from_file {
+            args.targets
+                .iter()
+                .map(|t| check::TargetSpec {
+                    target: t.clone(),
+                    name: None,
+                })
+                .collect()
+        } else {
+            specs
+        },
+        targets_file: args.targets_file.clone(),
+        command: outputs.command.clone(),
+    };
+    say!(
+        "live board at http://{local}/ (checking every {}; Ctrl-C ends)",
+        report::took(interval)
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => None } } => {}
+            }
+            stop.cancel();
+        });
+    }
+    let style = report::Style::new(colored(std::io::stdout().is_terminal()));
+    let mut failed_write = false;
+    let mut on_round =
+        |run: &report::Run<'_, check::Case>, doc: &serde_json::Value, took: Duration| {
+            let passed = run.reports.iter().filter(|r| r.passed()).count();
+            say!(
+                "{} round {}: {passed} of {} servers passed (checked in {})",
+                check::page::now_text(),
+                doc["board"]["live"]["round"],
+                run.reports.len(),
+                report::took(took)
+            );
+            if args.summary {
+                say!("{}", report::summary_table(run, style).trim_end());
+            }
+            if let Err(e) = outputs.write(run, Some(doc)) {
+                if !failed_write {
+                    eprintln!("jam check: {e}");
+                }
+                failed_write = true;
+            }
+        };
+    let mut say_line = |line: String| say!("jam check: {line}");
+    let reports = live::run(
+        watch,
+        &config,
+        &points,
+        listener,
+        stop,
+        &mut on_round,
+        &mut say_line,
+    )
+    .await;
+    if reports.is_empty() {
+        return Ok(130);
+    }
+    let run = check::server_run(&reports, config.strict, &points);
+    say!("{}", report::summary_table(&run, style).trim_end());
+    if failed_write {
         return Ok(1);
     }
     Ok(check::exit_code(&reports))

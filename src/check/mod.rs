@@ -20,7 +20,10 @@ mod catalogue;
 pub mod client;
 pub mod diagnose;
 pub mod display;
+pub mod grade;
+pub mod live;
 mod model;
+pub mod page;
 pub mod probe;
 pub mod report;
 mod runner;
@@ -68,6 +71,21 @@ pub async fn run_all(specs: Vec<TargetSpec>, config: &CheckConfig) -> Vec<Target
         }
     }
     reports
+}
+
+/// A finished `jam check` run, as every report format reads it.
+pub fn server_run<'a>(
+    reports: &'a [TargetReport],
+    strict: bool,
+    points: &'a grade::Points,
+) -> report::Run<'a, Case> {
+    report::Run {
+        tool: "jam check",
+        catalogue: &CATALOGUE,
+        reports,
+        strict,
+        points,
+    }
 }
 
 /// Checks one server.

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::display::human;
+use super::grade::{Points, case_points, number, score};
 use super::model::{CaseResult, Graded, Level, Status, TargetReport};
 
 /// Terminal colours, or none.
@@ -138,8 +139,10 @@ fn wrap(text: &str, indent: usize, width: usize) -> String {
     out
 }
 
-/// One row per server: name, must and should passed/total, the failures.
-pub fn summary_table<C: Graded>(reports: &[TargetReport<C>], style: Style) -> String {
+/// One row per server: name, must and should passed/total, the score (when `--points` was
+/// given), the run time, the failures.
+pub fn summary_table<C: Graded>(run: &Run<'_, C>, style: Style) -> String {
+    let reports = run.reports;
     let mut out = String::new();
     let name_width = reports
         .iter()
@@ -147,9 +150,18 @@ pub fn summary_table<C: Graded>(reports: &[TargetReport<C>], style: Style) -> St
         .max()
         .unwrap_or(0)
         .max(6);
+    let score_of = |r: &TargetReport<C>| match run.points.given {
+        true => format!("{:>9} ", score(r, run.points).to_string()),
+        false => String::new(),
+    };
+    let score_head = if run.points.given {
+        format!("{:>9} ", "score")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{:<name_width$}  {:<6} {:<7} {:<7} {:>6}  failures",
+        "{:<name_width$}  {:<6} {:<7} {:<7} {score_head}{:>6}  failures",
         "server", "result", "must", "should", "time"
     );
     for r in reports {
@@ -165,10 +177,11 @@ pub fn summary_table<C: Graded>(reports: &[TargetReport<C>], style: Style) -> St
         };
         let _ = writeln!(
             out,
-            "{:<name_width$}  {result} {:<7} {:<7} {:>6}  {failures}",
+            "{:<name_width$}  {result} {:<7} {:<7} {}{:>6}  {failures}",
             r.label(),
             tally_text(r, Level::Must),
             tally_text(r, Level::Should),
+            score_of(r),
             human(r.elapsed),
         );
     }
@@ -177,7 +190,43 @@ pub fn summary_table<C: Graded>(reports: &[TargetReport<C>], style: Style) -> St
     out
 }
 
-fn target_json<C: Graded>(report: &TargetReport<C>) -> Value {
+/// A finished run, as every format reads it: one model feeding text, JSON, JUnit, CSV,
+/// Gradescope and the HTML board, so that the formats never disagree.
+pub struct Run<'a, C: 'static> {
+    /// The command (`jam check`).
+    pub tool: &'static str,
+    /// Every case the tool has, in order.
+    pub catalogue: &'static [C],
+    /// One report per target, in the order given.
+    pub reports: &'a [TargetReport<C>],
+    /// Should-level cases count toward the verdict.
+    pub strict: bool,
+    /// What a passed case earns.
+    pub points: &'a Points,
+}
+
+impl<C: Graded> Run<'_, C> {
+    /// How many targets passed case `id`, of those that ran it (not selected, or a target that
+    /// could not be checked, does not count).
+    fn pass_rate(&self, id: &str) -> (usize, usize) {
+        let mut rate = (0, 0);
+        for r in self.reports.iter().filter(|r| r.error.is_none()) {
+            if let Some(c) = r
+                .cases
+                .iter()
+                .find(|c| c.case.name() == id && !c.not_selected())
+            {
+                rate.1 += 1;
+                if c.status == Status::Pass {
+                    rate.0 += 1;
+                }
+            }
+        }
+        rate
+    }
+}
+
+fn target_json<C: Graded>(report: &TargetReport<C>, points: &Points) -> Value {
     let cases: Vec<Value> = report
         .cases
         .iter()
@@ -198,6 +247,7 @@ fn target_json<C: Graded>(report: &TargetReport<C>) -> Value {
         let t = report.tally(level);
         json!({"passed": t.passed, "total": t.total})
     };
+    let score = score(report, points);
     json!({
         "target": report.spec.target,
         "name": report.spec.name,
@@ -211,31 +261,151 @@ fn target_json<C: Graded>(report: &TargetReport<C>) -> Value {
             "should": tally(Level::Should),
             "info": tally(Level::Info),
             "failures": report.failures(),
+            "score": {"earned": score.earned, "max": score.max},
         },
     })
 }
 
-/// The whole run as one JSON document; `tool` names the command (`jam check`), `catalogue` its
-/// cases.
-pub fn json<C: Graded>(
-    tool: &str,
-    catalogue: &[C],
-    reports: &[TargetReport<C>],
-    strict: bool,
-) -> Value {
+/// The whole run as one JSON document.
+pub fn json<C: Graded>(run: &Run<'_, C>) -> Value {
+    let reports = run.reports;
     let passed = reports.iter().filter(|r| r.passed()).count();
+    let catalogue: Vec<Value> = run
+        .catalogue
+        .iter()
+        .map(|c| {
+            let (passed, checked) = run.pass_rate(c.name());
+            json!({"id": c.name(), "level": c.level().name(), "title": c.title(), "passed": passed, "checked": checked})
+        })
+        .collect();
     json!({
-        "tool": tool,
+        "tool": run.tool,
         "version": env!("CARGO_PKG_VERSION"),
-        "strict": strict,
-        "catalogue": catalogue.iter().map(|c| json!({"id": c.name(), "level": c.level().name(), "title": c.title()})).collect::<Vec<_>>(),
-        "targets": reports.iter().map(target_json).collect::<Vec<_>>(),
+        "strict": run.strict,
+        "points": run.points.spec(),
+        "catalogue": catalogue,
+        "targets": reports.iter().map(|r| target_json(r, run.points)).collect::<Vec<_>>(),
         "summary": {
             "targets": reports.len(),
             "passed": passed,
             "failed": reports.len() - passed,
         },
     })
+}
+
+/// The result word of a target: `pass`, `fail`, or `error` when it could not be checked.
+fn result_word<C: Graded>(report: &TargetReport<C>) -> &'static str {
+    match (&report.error, report.passed()) {
+        (Some(_), _) => "error",
+        (None, true) => "pass",
+        (None, false) => "fail",
+    }
+}
+
+/// One row per target for a spreadsheet: name, target, address, result, every case's status (by
+/// id), must and should passed and total, score, maximum and run time in seconds.
+pub fn csv<C: Graded>(run: &Run<'_, C>) -> Result<String, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = vec!["name", "target", "address", "result"];
+    header.extend(run.catalogue.iter().map(Graded::name));
+    header.extend([
+        "must_passed",
+        "must_total",
+        "should_passed",
+        "should_total",
+        "score",
+        "max_score",
+        "seconds",
+    ]);
+    out.write_record(&header)?;
+    for r in run.reports {
+        let (must, should) = (r.tally(Level::Must), r.tally(Level::Should));
+        let score = score(r, run.points);
+        let mut row: Vec<String> = vec![
+            r.label().to_string(),
+            r.spec.target.clone(),
+            r.address.map(|a| a.to_string()).unwrap_or_default(),
+            result_word(r).to_string(),
+        ];
+        for case in run.catalogue {
+            let status = r.cases.iter().find(|c| c.case.name() == case.name());
+            row.push(status.map_or("", |c| c.status.name()).to_string());
+        }
+        row.extend([
+            must.passed.to_string(),
+            must.total.to_string(),
+            should.passed.to_string(),
+            should.total.to_string(),
+            number(score.earned),
+            number(score.max),
+            format!("{:.3}", r.elapsed.as_secs_f64()),
+        ]);
+        out.write_record(&row)?;
+    }
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Gradescope's autograder `results.json`: a test per case (per target and case when there are
+/// several targets) with its score, maximum and output. Cases left out by `--only`/`--skip` are
+/// left out here too.
+pub fn gradescope<C: Graded>(run: &Run<'_, C>) -> Value {
+    let several = run.reports.len() > 1;
+    let mut tests = Vec::new();
+    let mut total = 0.0;
+    let mut seconds = 0.0;
+    for r in run.reports {
+        seconds += r.elapsed.as_secs_f64();
+        for c in &r.cases {
+            let Some((earned, worth)) = case_points(c, run.points) else {
+                continue;
+            };
+            total += earned;
+            let name = match several {
+                true => format!(
+                    "{}: {} ({})",
+                    r.label(),
+                    c.case.name(),
+                    c.case.level().name()
+                ),
+                false => format!("{} ({})", c.case.name(), c.case.level().name()),
+            };
+            let mut output = format!("{}: {}\n{}", c.status.name(), c.case.title(), c.detail);
+            if let Some(e) = &r.error {
+                output = format!("not checked: {e}");
+            } else if !c.transcript.is_empty() {
+                output.push_str("\n\n");
+                output.push_str(&c.transcript.join("\n"));
+            }
+            tests.push(json!({
+                "name": name,
+                "score": earned,
+                "max_score": worth,
+                "status": if c.status == Status::Pass { "passed" } else { "failed" },
+                "output": output,
+                "tags": [c.case.level().name()],
+                "visibility": "visible",
+            }));
+        }
+    }
+    let passed = run.reports.iter().filter(|r| r.passed()).count();
+    let mut doc = json!({
+        "execution_time": seconds.ceil() as u64,
+        "output": format!(
+            "{} {}: {passed} of {} servers passed; points {}",
+            run.tool,
+            env!("CARGO_PKG_VERSION"),
+            run.reports.len(),
+            run.points.spec()
+        ),
+        "visibility": "visible",
+        "stdout_visibility": "visible",
+        "tests": tests,
+    });
+    if !several {
+        doc["score"] = json!(total);
+    }
+    doc
 }
 
 /// How one case shows in JUnit XML.
@@ -274,7 +444,8 @@ fn junit_kind<C: Graded>(report: &TargetReport<C>, c: &CaseResult<C>) -> JunitKi
 /// two stay apart); a should-level one without `--strict` does not count, so it is a passed test
 /// case whose `<system-out>` starts with `not counted without --strict`; `skip` is `<skipped>`.
 /// So a server that passes has no failures in its JUnit either.
-pub fn junit<C: Graded>(tool: &str, reports: &[TargetReport<C>]) -> String {
+pub fn junit<C: Graded>(run: &Run<'_, C>) -> String {
+    let (tool, reports) = (run.tool, run.reports);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let count = |r: &TargetReport<C>, k: JunitKind| {
         r.cases.iter().filter(|c| junit_kind(r, c) == k).count()

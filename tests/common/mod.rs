@@ -386,3 +386,46 @@ pub fn require_tool(tool: &str, package: &str) -> bool {
     }
     found
 }
+
+/// A fixture server from tests/fixtures/servers/ (a student-style Python server that prints its
+/// port once it listens), killed when dropped.
+pub struct Fixture {
+    child: Child,
+    pub port: u16,
+}
+
+impl Fixture {
+    /// Starts `tests/fixtures/servers/{file}.py` on an ephemeral port, with `env` set.
+    pub fn start(file: &str, env: Option<(&str, &str)>) -> Fixture {
+        let script = format!(
+            "{}/tests/fixtures/servers/{file}.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut command = Command::new("python3");
+        command
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start the fixture server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the fixture prints its port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{file}: a port, got {line:?}"));
+        Fixture { child, port }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
