@@ -130,8 +130,11 @@ impl CloseReason {
 pub struct Batch {
     /// Bytes of input used; the rest must be offered again once `out` has room.
     pub used: usize,
-    /// Whether at least one line was completed (a request, blank or not).
+    /// Whether at least one line was completed (a request, blank or not): the line timer stops.
     pub completed_line: bool,
+    /// Whether at least one request (a line that is not blank) was completed: the idle clock
+    /// starts again. A blank line or telnet negotiation keeps no one's session alive.
+    pub requested: bool,
     /// Set when the session must end after sending `out`.
     pub end: Option<CloseReason>,
 }
@@ -215,6 +218,7 @@ impl Responder {
         // One clock read per batch: every TIME in it gets the same reply.
         let mut time_reply = None;
         let mut completed_line = false;
+        let mut requested = false;
         let mut end = None;
         let span = &self.span;
         let mut rest = input;
@@ -234,6 +238,7 @@ impl Responder {
                 if let Some(len) = line_end {
                     rest = &rest[len..];
                     completed_line = true;
+                    requested = true;
                     self.requests += 1;
                     self.tally.time += 1;
                     debug!(parent: span, request = %Request::Time, "request");
@@ -253,6 +258,7 @@ impl Responder {
                     if request == Request::Blank {
                         continue;
                     }
+                    requested = true;
                     self.requests += 1;
                     debug!(parent: span, request = %request, "request");
                     let tally = &mut self.tally;
@@ -322,6 +328,7 @@ impl Responder {
         Batch {
             used: input.len() - rest.len(),
             completed_line,
+            requested,
             end,
         }
     }
@@ -494,6 +501,36 @@ mod tests {
             "JAM 08:05:09\r\nERR unknown command \"nope\" (try TIME or QUIT)\r\nERR TIME takes no arguments\r\n"
         );
         assert_eq!(end, Some(CloseReason::Quit));
+    }
+
+    #[test]
+    fn only_a_request_restarts_the_idle_clock_and_any_line_end_stops_the_line_timer() {
+        let batch = |input: &[u8]| {
+            let mut r = Responder::new(1024, Span::none());
+            r.respond(input, &mut Vec::new(), &clock(), usize::MAX)
+        };
+        let blank = batch(b"\r\n\n\r\n");
+        assert!(
+            blank.completed_line && !blank.requested,
+            "blank lines: {blank:?}"
+        );
+        let telnet = batch(&[IAC, telnet::DO, 1, IAC, telnet::WILL, 3]);
+        assert!(
+            !telnet.completed_line && !telnet.requested,
+            "negotiation: {telnet:?}"
+        );
+        for request in [
+            &b"TIME\r\n"[..],
+            b"TIME\n",
+            b"time\r\n",
+            b"nope\r\n",
+            b"\r\nTIME 1\r\n",
+        ] {
+            let b = batch(request);
+            assert!(b.completed_line && b.requested, "{request:?}: {b:?}");
+        }
+        let partial = batch(b"TI");
+        assert!(!partial.completed_line && !partial.requested);
     }
 
     #[test]

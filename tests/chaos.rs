@@ -186,6 +186,52 @@ fn a_silent_connection_is_closed_by_the_idle_timeout_while_others_are_served() {
     assert_eq!(read_all(&mut silent), b"ERR idle timeout\r\n");
 }
 
+/// Sends `line` every 100 ms for 1.5 s (five idle timeouts of 300 ms) on a fresh connection;
+/// what the server sent meanwhile, and whether it closed.
+fn keep_sending(jamd: &Jamd, line: &[u8]) -> (Vec<u8>, bool) {
+    let mut stream = TcpStream::connect(jamd.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        if stream.write_all(line).is_err() {
+            return (got, true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (got, true),
+        }
+    }
+    (got, false)
+}
+
+#[test]
+fn idle_means_no_complete_request_so_blank_lines_do_not_hold_a_slot() {
+    let jamd = Jamd::spawn(&["--idle-timeout", "300ms"]);
+    let (got, closed) = keep_sending(&jamd, b"\r\n");
+    assert!(closed, "blank lines kept the session open");
+    assert_eq!(got, b"ERR idle timeout\r\n");
+    let (got, closed) = keep_sending(&jamd, &[255, 253, 1]); // IAC DO ECHO
+    assert!(closed, "telnet negotiation kept the session open");
+    assert!(got.ends_with(b"ERR idle timeout\r\n"), "{got:?}");
+    let (got, closed) = keep_sending(&jamd, b"TIME\r\n");
+    assert!(
+        !closed,
+        "requests every 100 ms keep a session with a 300 ms idle timeout open"
+    );
+    assert!(
+        got.len() >= 14 * 10 && !got.windows(3).any(|w| w == b"ERR"),
+        "{got:?}"
+    );
+}
+
 #[test]
 fn a_client_that_never_reads_is_throttled_and_closed_while_others_are_served() {
     let jamd = Jamd::spawn(&["--max-output", "4KiB", "--write-timeout", "500ms"]);

@@ -821,8 +821,11 @@ impl Session {
         if batch.end.is_some() {
             self.ending = batch.end;
         }
-        if batch.completed_line {
+        // Idle means no complete request: a blank line ends a line but keeps no one's slot.
+        if batch.requested {
             self.last_request = now;
+        }
+        if batch.completed_line {
             self.line_started = None;
         }
         if self.line_started.is_none() && self.responder.in_line() {
