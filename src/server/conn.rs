@@ -19,11 +19,12 @@ use std::io::{self, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use tracing::{debug, debug_span, error, info, warn};
 
+use super::deadlines::{COUNT_EVERY, Clocks, DRAIN_QUIET, Limits, Rule, Stage, header_limit};
 use super::shared::{Shared, admit_address, canonical};
 use crate::config::LINGER_MAX_BYTES;
 use crate::metrics::{Count, Refusal, RequestKind};
@@ -32,19 +33,6 @@ use crate::protocol::{ErrorKind, ErrorReply};
 use crate::proxy::{self, ProxyError};
 use crate::responder::{CloseReason, Responder};
 use crate::service::{self, Service};
-
-/// How often a busy session hands its counts to the metrics (also on close): per-request
-/// counting stays in the session, so the shared counters cost nothing per request.
-const COUNT_EVERY: Duration = Duration::from_secs(1);
-
-/// While the server drains, how long a session's receive queue must stay empty before its
-/// requests count as all arrived. One empty read alone does not say it: bytes the client wrote
-/// before the shutdown may still sit in its own send buffer, waiting for the window that read
-/// just opened.
-const DRAIN_QUIET: Duration = Duration::from_millis(100);
-
-/// How long a PROXY header may take when the line timeout is off.
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refusals that may linger at once; past that a refusal closes right after its error line.
 pub(super) const MAX_LINGERING_REFUSALS: usize = 32;
@@ -373,70 +361,69 @@ impl Conn {
         }
     }
 
-    /// The earliest deadline this connection waits for: the one rule set for every timeout.
-    pub(super) fn deadline(&self, ctx: &Ctx<'_>) -> Option<Instant> {
-        let config = &ctx.shared.config;
-        let after = |start: Instant, limit: Duration| (!limit.is_zero()).then(|| start + limit);
-        let write = (!self.out.is_empty())
-            .then(|| after(self.write_progress, config.write_timeout))
-            .flatten();
-        match &self.phase {
-            Phase::Header(_) => Some(self.opened + header_limit(config.line_timeout)),
-            Phase::Serving(s) => [
-                after(s.last_request, config.idle_timeout),
-                s.line_started
-                    .and_then(|start| after(start, config.line_timeout)),
-                write,
-                s.uncounted.then_some(s.counted_at + COUNT_EVERY),
-                s.quiet_since
-                    .filter(|_| ctx.draining && s.ending.is_none())
-                    .map(|since| since + DRAIN_QUIET),
-            ]
-            .into_iter()
-            .flatten()
-            .min(),
-            Phase::Closing(c) => [write, c.linger_until].into_iter().flatten().min(),
+    /// When things last happened, as the deadline rules read it.
+    fn clocks(&self, draining: bool) -> Clocks {
+        let stage = match &self.phase {
+            Phase::Header(_) => Stage::Header,
+            Phase::Serving(s) => Stage::Serving {
+                last_request: s.last_request,
+                line_started: s.line_started,
+                uncounted_since: s.uncounted.then_some(s.counted_at),
+                quiet_since: s.quiet_since.filter(|_| draining && s.ending.is_none()),
+            },
+            Phase::Closing(c) => Stage::Closing {
+                linger_until: c.linger_until,
+            },
+        };
+        Clocks {
+            opened: self.opened,
+            write_waiting: (!self.out.is_empty()).then_some(self.write_progress),
+            stage,
         }
     }
 
-    /// A deadline passed: act on whichever ones are due.
+    /// The earliest deadline this connection waits for (the rules are in `deadlines.rs`).
+    pub(super) fn deadline(&self, ctx: &Ctx<'_>) -> Option<Instant> {
+        self.clocks(ctx.draining).next(&limits(&ctx.shared.config))
+    }
+
+    /// A deadline passed: act on every rule that is due, in the rules' order.
     pub(super) fn expire(&mut self, ctx: &mut Ctx<'_>) -> Next {
-        let config = &ctx.shared.config;
+        let limits = limits(&ctx.shared.config);
         let now = ctx.now;
-        let passed = |start: Instant, limit: Duration| !limit.is_zero() && now >= start + limit;
-        if !self.out.is_empty() && passed(self.write_progress, config.write_timeout) {
-            self.begin_close(CloseReason::WriteTimeout, ctx);
-            return self.finish(CloseReason::WriteTimeout, ctx);
-        }
-        let line_timeout = config.line_timeout;
-        let idle_timeout = config.idle_timeout;
-        match &mut self.phase {
-            Phase::Header(_) if now >= self.opened + header_limit(line_timeout) => {
-                self.header_refused(ProxyError::Timeout(header_limit(line_timeout)), ctx);
-                return Next::Done;
-            }
-            Phase::Serving(s) => {
-                if s.uncounted && now >= s.counted_at + COUNT_EVERY {
-                    s.count(ctx);
+        let clocks = self.clocks(ctx.draining);
+        for rule in clocks.due(&limits, now) {
+            match rule {
+                Rule::Write => {
+                    self.begin_close(CloseReason::WriteTimeout, ctx);
+                    return self.finish(CloseReason::WriteTimeout, ctx);
                 }
-                let timeout = if s
-                    .line_started
-                    .is_some_and(|start| passed(start, line_timeout))
-                {
-                    Some((
-                        ErrorReply::LineTimeout {
-                            held: s.responder.held(),
-                            after: line_timeout,
-                        },
-                        CloseReason::LineTimeout,
-                    ))
-                } else if passed(s.last_request, idle_timeout) {
-                    Some((ErrorReply::IdleTimeout, CloseReason::IdleTimeout))
-                } else {
-                    // The drain rule is judged by the read that `drive` makes below.
-                    None
-                };
-                if let Some((line, reason)) = timeout {
+                Rule::Header => {
+                    self.header_refused(ProxyError::Timeout(header_limit(limits.line)), ctx);
+                    return Next::Done;
+                }
+                Rule::Count => {
+                    if let Phase::Serving(s) = &mut self.phase {
+                        s.count(ctx);
+                    }
+                }
+                Rule::Line | Rule::Idle => {
+                    let Phase::Serving(s) = &mut self.phase else {
+                        continue;
+                    };
+                    if s.ending.is_some() {
+                        continue;
+                    }
+                    let (line, reason) = match rule {
+                        Rule::Line => (
+                            ErrorReply::LineTimeout {
+                                held: s.responder.held(),
+                                after: limits.line,
+                            },
+                            CloseReason::LineTimeout,
+                        ),
+                        _ => (ErrorReply::IdleTimeout, CloseReason::IdleTimeout),
+                    };
                     if self.out.is_empty() {
                         self.write_progress = now;
                     }
@@ -444,12 +431,15 @@ impl Conn {
                     line.encode(&mut self.out);
                     s.ending = Some(reason);
                 }
+                // Judged by the read that `drive` makes below.
+                Rule::Drain => {}
+                Rule::Linger => {
+                    if let Phase::Closing(c) = &self.phase {
+                        let reason = c.reason;
+                        return self.finish(reason, ctx);
+                    }
+                }
             }
-            Phase::Closing(c) if c.linger_until.is_some_and(|until| now >= until) => {
-                let reason = c.reason;
-                return self.finish(reason, ctx);
-            }
-            _ => {}
         }
         self.drive(ctx)
     }
@@ -789,11 +779,12 @@ impl Conn {
     }
 }
 
-/// How long a PROXY header may take.
-fn header_limit(line_timeout: Duration) -> Duration {
-    match line_timeout {
-        Duration::ZERO => PROXY_HEADER_TIMEOUT,
-        limit => limit,
+/// The limits the deadline rules apply.
+fn limits(config: &crate::config::ServerConfig) -> Limits {
+    Limits {
+        idle: config.idle_timeout,
+        line: config.line_timeout,
+        write: config.write_timeout,
     }
 }
 

@@ -10,6 +10,7 @@
 //! See docs/ARCHITECTURE.md for the picture.
 
 mod conn;
+mod deadlines;
 mod shared;
 mod worker;
 
