@@ -24,7 +24,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use tracing::{debug, debug_span, error, info, warn};
 
-use super::deadlines::{COUNT_EVERY, Clocks, DRAIN_QUIET, Limits, Rule, Stage, header_limit};
+use super::deadlines::{COUNT_EVERY, Clocks, DRAIN_QUIET, Rule, Stage, header_limit};
 use super::shared::{Shared, admit_address, canonical};
 use crate::config::LINGER_MAX_BYTES;
 use crate::metrics::{Count, Refusal, RequestKind};
@@ -362,6 +362,7 @@ impl Conn {
     }
 
     /// When things last happened, as the deadline rules read it.
+    #[inline(always)]
     fn clocks(&self, draining: bool) -> Clocks {
         let stage = match &self.phase {
             Phase::Header(_) => Stage::Header,
@@ -383,13 +384,14 @@ impl Conn {
     }
 
     /// The earliest deadline this connection waits for (the rules are in `deadlines.rs`).
+    #[inline]
     pub(super) fn deadline(&self, ctx: &Ctx<'_>) -> Option<Instant> {
-        self.clocks(ctx.draining).next(&limits(&ctx.shared.config))
+        self.clocks(ctx.draining).next(&ctx.shared.limits)
     }
 
     /// A deadline passed: act on every rule that is due, in the rules' order.
     pub(super) fn expire(&mut self, ctx: &mut Ctx<'_>) -> Next {
-        let limits = limits(&ctx.shared.config);
+        let limits = ctx.shared.limits;
         let now = ctx.now;
         let clocks = self.clocks(ctx.draining);
         for rule in clocks.due(&limits, now) {
@@ -776,15 +778,6 @@ impl Conn {
             reason = reason.label(),
             "connection closed"
         );
-    }
-}
-
-/// The limits the deadline rules apply.
-fn limits(config: &crate::config::ServerConfig) -> Limits {
-    Limits {
-        idle: config.idle_timeout,
-        line: config.line_timeout,
-        write: config.write_timeout,
     }
 }
 

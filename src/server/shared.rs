@@ -1,6 +1,7 @@
 //! What every event loop shares: the limits, the counters, the refusal and warning state, and
 //! the rules for `accept()` errors and for admitting a client address.
 
+use super::deadlines::Limits;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,6 +24,8 @@ pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// State shared by every event loop.
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
+    /// The timeouts of `config` as the deadline rules take them (made once, read per event).
+    pub(super) limits: Limits,
     pub(crate) clock: LocalClock,
     /// Connections open now (sessions, answers and refusals being closed).
     pub(crate) active: AtomicUsize,
@@ -57,6 +60,11 @@ impl Shared {
     pub(crate) fn new(config: ServerConfig, clock: LocalClock) -> Self {
         Shared {
             per_ip: config.per_ip_limit().map(PerIp::new),
+            limits: Limits {
+                idle: config.idle_timeout,
+                line: config.line_timeout,
+                write: config.write_timeout,
+            },
             config,
             clock,
             active: AtomicUsize::new(0),
