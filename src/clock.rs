@@ -3,7 +3,9 @@
 //! and shared by every connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Re-exported: the clock API speaks jiff's instants, durations and zones.
 pub use jiff::tz::TimeZone;
@@ -25,12 +27,15 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to: for tests of second boundaries, DST and clock steps.
+/// A clock that only moves when told to: for tests of second boundaries, DST and clock steps. A
+/// test double, so only in the library's own tests and with the `test-util` feature.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug)]
 pub struct ManualClock {
     nanos: AtomicI64,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl ManualClock {
     /// A clock stopped at `at`.
     pub fn new(at: Timestamp) -> Self {
@@ -51,10 +56,12 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 fn to_nanos(at: Timestamp) -> i64 {
     i64::try_from(at.as_nanosecond()).unwrap_or(i64::MAX)
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_nanosecond(i128::from(self.nanos.load(Ordering::SeqCst)))

@@ -57,7 +57,9 @@ pub mod service;
 pub mod systemd;
 pub mod timesync;
 
-pub use clock::{Clock, LocalClock, ManualClock, OffsetClock, SystemClock};
+#[cfg(any(test, feature = "test-util"))]
+pub use clock::ManualClock;
+pub use clock::{Clock, LocalClock, OffsetClock, SystemClock};
 pub use config::ServerConfig;
 pub use responder::CloseReason;
 pub use server::{Server, Stats};

@@ -18,9 +18,6 @@ use tracing::{info, warn};
 /// one-second resolution, and `jam offset` promises well under a second.
 pub const MAX_ERROR_TOLERATED: Duration = Duration::from_millis(500);
 
-/// Default interval between checks of the clock state.
-pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
-
 /// One reading of the kernel's clock-synchronisation state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncState {

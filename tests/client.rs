@@ -154,13 +154,12 @@ struct Ipv6Server {
 
 impl Ipv6Server {
     async fn start(clock: LocalClock) -> Ipv6Server {
-        let listener = tokio::net::TcpListener::bind("[::1]:0")
-            .await
+        let listener = std::net::TcpListener::bind("[::1]:0")
             .expect("bind [::1]:0 (is IPv6 loopback configured?)");
         let addr = listener.local_addr().expect("local addr");
         let server = Server::new(vec![listener], ServerConfig::default(), clock);
         let shutdown = CancellationToken::new();
-        tokio::spawn(server.run(shutdown.clone()));
+        tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
         Ipv6Server { addr, shutdown }
     }
 }

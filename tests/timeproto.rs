@@ -14,7 +14,7 @@ use jam::service::Service;
 use jam::{LocalClock, ManualClock, Server, ServerConfig};
 use jiff::Timestamp;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 fn at(s: &str) -> Timestamp {
@@ -32,8 +32,8 @@ struct Services {
 }
 
 async fn services(config: ServerConfig, zone: &str, now: &str) -> Services {
-    let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
-    let (jam, time, daytime) = (bind().await, bind().await, bind().await);
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (jam, time, daytime) = (bind(), bind(), bind());
     let addrs = (
         jam.local_addr().expect("addr"),
         time.local_addr().expect("addr"),
@@ -47,7 +47,7 @@ async fn services(config: ServerConfig, zone: &str, now: &str) -> Services {
         .with_listener(time, Service::Time)
         .with_listener(daytime, Service::Daytime);
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(server.run(shutdown.clone()));
+    let handle = tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
     Services {
         jam: addrs.0,
         time: addrs.1,

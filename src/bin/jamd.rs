@@ -561,10 +561,8 @@ async fn serve(
     let clock = LocalClock::new(Arc::new(SystemClock), zone);
     let zone_name = clock::zone_name(clock.zone());
     let grace = config.shutdown_grace;
-    let mut server = Server::new(register(bound.jam)?, config.clone(), clock);
+    let mut server = Server::new(bound.jam, config.clone(), clock);
     for (listener, service) in bound.services {
-        let listener =
-            tokio::net::TcpListener::from_std(listener).context("cannot register the listener")?;
         server = server.with_listener(listener, service);
     }
     let addrs = server
@@ -617,7 +615,7 @@ async fn serve(
             tokio::spawn(metrics::serve(listener, render.clone(), shutdown.clone()));
         }
     }
-    let server = tokio::spawn(server.run(shutdown.clone()));
+    let server = tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
     // Only now is every listener (jam, RFC 868/867, metrics) open.
     systemd::notify_ready(&format!("serving on {addrs}"));
     let first = tokio::select! {

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::net::TcpListener;
+use std::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -67,7 +67,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server that will accept on `listeners`, with `config` limits, reading `clock`.
+    /// A server that will accept on `listeners` (bound and listening), with `config` limits,
+    /// reading `clock`.
     pub fn new(listeners: Vec<TcpListener>, config: ServerConfig, clock: LocalClock) -> Self {
         let mut server = Server {
             listeners: Vec::new(),
@@ -81,8 +82,9 @@ impl Server {
 
     /// Also accepts on `listener`, speaking `service` there.
     pub fn with_listener(mut self, listener: TcpListener, service: Service) -> Self {
-        match listener.into_std() {
-            Ok(listener) => self.listeners.push((listener, service)),
+        // The event loops poll it: it must not block.
+        match listener.set_nonblocking(true) {
+            Ok(()) => self.listeners.push((listener, service)),
             Err(e) => warn!(error = %e, "cannot take over a listener; it is not served"),
         }
         self
@@ -107,12 +109,13 @@ impl Server {
         StatsHandle(self.shared.clone())
     }
 
-    /// Serves until `shutdown` is cancelled. Then stops accepting at once (the listeners are
+    /// Serves until `shutdown` completes. Then stops accepting at once (the listeners are
     /// closed, so new connections are refused), lets every session answer what its client already
     /// sent, and returns when all sessions have closed or the grace period has passed.
-    pub async fn run(self, shutdown: CancellationToken) -> Stats {
-        // The loops watch the caller's token itself, so that shutdown is seen at once.
-        let _ = self.shared.shutdown.set(shutdown.clone());
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Stats {
+        // The loops check this token before every accept; it is cancelled when `shutdown` is done.
+        let token = CancellationToken::new();
+        let _ = self.shared.shutdown.set(token.clone());
         let threads = match self.shared.config.threads {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
@@ -155,7 +158,8 @@ impl Server {
         // The loops hold their own copies of the listeners.
         drop(self.listeners);
         drop(closed_tx);
-        shutdown.cancelled().await;
+        shutdown.await;
+        token.cancel();
         for waker in &wakers {
             let _ = waker.wake();
         }

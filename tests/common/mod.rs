@@ -15,7 +15,7 @@ use jam::server::StatsHandle;
 use jam::{Server, ServerConfig, Stats};
 use jiff::tz::TimeZone;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -47,12 +47,12 @@ impl TestServer {
 
     /// Starts a server reading `clock`.
     pub async fn with_clock(config: ServerConfig, clock: LocalClock) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = Server::new(vec![listener], config, clock);
         let stats = server.stats();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(server.run(shutdown.clone()));
+        let handle = tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
         TestServer {
             addr,
             stats,
