@@ -159,7 +159,7 @@ impl Ipv6Server {
         let addr = listener.local_addr().expect("local addr");
         let server = Server::new(vec![listener], ServerConfig::default(), clock);
         let shutdown = CancellationToken::new();
-        tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
+        tokio::spawn(server.run(shutdown.clone()));
         Ipv6Server { addr, shutdown }
     }
 }

@@ -47,7 +47,7 @@ async fn services(config: ServerConfig, zone: &str, now: &str) -> Services {
         .with_listener(time, Service::Time)
         .with_listener(daytime, Service::Daytime);
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
+    let handle = tokio::spawn(server.run(shutdown.clone()));
     Services {
         jam: addrs.0,
         time: addrs.1,

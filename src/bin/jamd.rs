@@ -615,7 +615,7 @@ async fn serve(
             tokio::spawn(metrics::serve(listener, render.clone(), shutdown.clone()));
         }
     }
-    let server = tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
+    let server = tokio::spawn(server.run(shutdown.clone()));
     // Only now is every listener (jam, RFC 868/867, metrics) open.
     systemd::notify_ready(&format!("serving on {addrs}"));
     let first = tokio::select! {

@@ -109,13 +109,15 @@ impl Server {
         StatsHandle(self.shared.clone())
     }
 
-    /// Serves until `shutdown` completes. Then stops accepting at once (the listeners are
+    /// Serves until `shutdown` is cancelled. Then stops accepting at once (the listeners are
     /// closed, so new connections are refused), lets every session answer what its client already
     /// sent, and returns when all sessions have closed or the grace period has passed.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Stats {
-        // The loops check this token before every accept; it is cancelled when `shutdown` is done.
-        let token = CancellationToken::new();
-        let _ = self.shared.shutdown.set(token.clone());
+    ///
+    /// A token, not any future: the loops check the caller's own token before every accept, so a
+    /// client that connects after `cancel()` returns is never taken in. A future would be seen
+    /// only once this task is next polled, and the loops would accept meanwhile.
+    pub async fn run(self, shutdown: CancellationToken) -> Stats {
+        let _ = self.shared.shutdown.set(shutdown.clone());
         let threads = match self.shared.config.threads {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
@@ -158,8 +160,7 @@ impl Server {
         // The loops hold their own copies of the listeners.
         drop(self.listeners);
         drop(closed_tx);
-        shutdown.await;
-        token.cancel();
+        shutdown.cancelled().await;
         for waker in &wakers {
             let _ = waker.wake();
         }

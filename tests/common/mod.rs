@@ -52,7 +52,7 @@ impl TestServer {
         let server = Server::new(vec![listener], config, clock);
         let stats = server.stats();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(server.run(shutdown.clone().cancelled_owned()));
+        let handle = tokio::spawn(server.run(shutdown.clone()));
         TestServer {
             addr,
             stats,
