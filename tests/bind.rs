@@ -100,12 +100,14 @@ impl Started {
         Started { child, log }
     }
 
+    /// Waits for jamd to exit and for the last of its log to be read.
     fn wait_exit(&mut self) -> Option<i32> {
-        eventually(
+        let status = eventually(
             || format!("jamd to exit; log: {:?}", self.log.all()),
             || self.child.try_wait().expect("try_wait"),
-        )
-        .code()
+        );
+        self.log.to_end();
+        status.code()
     }
 
     fn lines_with(&self, needle: &str) -> usize {

@@ -24,8 +24,9 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use tracing::{debug, debug_span, error, info, warn};
 
+use super::admission::{self, ActiveSlot};
 use super::deadlines::{COUNT_EVERY, Clocks, DRAIN_QUIET, Rule, Stage, header_limit};
-use super::shared::{Shared, admit_address, canonical};
+use super::shared::{Shared, canonical};
 use crate::config::LINGER_MAX_BYTES;
 use crate::metrics::{Count, Refusal, RequestKind};
 use crate::per_ip::PerIpGuard;
@@ -137,27 +138,6 @@ pub(super) struct Conn {
     /// The connection's place under the connection limit (refusals have none).
     _active: Option<ActiveSlot>,
     per_ip: Option<PerIpGuard>,
-}
-
-/// Counts the connection as active until it is dropped, however it ends.
-pub(super) struct ActiveSlot(Arc<Shared>);
-
-impl ActiveSlot {
-    /// Takes a slot under the connection limit, or `None` when the server is full.
-    pub(super) fn take(shared: &Arc<Shared>) -> Option<ActiveSlot> {
-        let max = shared.config.max_connections;
-        if shared.active.fetch_add(1, Ordering::AcqRel) >= max {
-            shared.active.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(ActiveSlot(shared.clone()))
-    }
-}
-
-impl Drop for ActiveSlot {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A lingering refusal's place under [`MAX_LINGERING_REFUSALS`].
@@ -514,16 +494,13 @@ impl Conn {
         let via = self.peer;
         self.peer = canonical(client);
         // The client behind the balancer counts under the per-address limit, not the balancer.
-        match admit_address(self.peer, self.service, ctx.shared) {
+        match admission::after_header(ctx.shared, self.peer, self.service) {
             Ok(guard) => {
                 self.per_ip = guard;
                 self.start(Some(via), false, rest, ctx);
                 Step::Again
             }
             Err(line) => {
-                // Counted as accepted before the header named the client: it is closed for its
-                // address, so the counts still add up.
-                ctx.shared.metrics.add(Count::Closed(CloseReason::PerIp), 1);
                 self.refuse(line, ctx);
                 Step::Again
             }

@@ -9,6 +9,7 @@
 //!
 //! See docs/ARCHITECTURE.md for the picture.
 
+mod admission;
 mod conn;
 mod deadlines;
 mod shared;

@@ -9,13 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
 use crate::clock::LocalClock;
 use crate::config::ServerConfig;
 use crate::metrics::{AcceptError, Count, Metrics, Refusal};
-use crate::per_ip::{OverLimit, PerIp, PerIpGuard};
-use crate::protocol::ErrorReply;
+use crate::per_ip::PerIp;
 use crate::service::Service;
 
 /// How often a warning of one kind (accept errors, busy refusals) may be logged.
@@ -188,37 +186,6 @@ impl RateLimit {
 }
 
 /// Counts a connection from `peer` under the per-address limit. Over the limit: counted, logged,
-/// and the error line to send, if the service speaks jam (`Err(None)`: just close).
-pub(crate) fn admit_address(
-    peer: SocketAddr,
-    service: Service,
-    shared: &Shared,
-) -> Result<Option<PerIpGuard>, Option<ErrorReply<'static>>> {
-    let Some(per_ip) = &shared.per_ip else {
-        return Ok(None);
-    };
-    match per_ip.admit(peer.ip()) {
-        Ok(guard) => Ok(Some(guard)),
-        Err(OverLimit { key, warn }) => {
-            let max = per_ip.max();
-            shared.metrics.add(Count::Refused(Refusal::PerIp), 1);
-            debug!(%peer, service = service.label(), reason = Refusal::PerIp.label(), "too many connections from this address; turning connection away");
-            if warn {
-                warn!(
-                    address = %key,
-                    max_connections_per_ip = max,
-                    "one address holds as many connections as it may; its further connections are refused (at most one warning per 10 s per address)"
-                );
-            }
-            if service == Service::Jam {
-                Err(Some(ErrorReply::TooManyFromAddress { max }))
-            } else {
-                Err(None)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

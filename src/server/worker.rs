@@ -18,12 +18,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use tracing::{debug, warn};
 
-use super::conn::{ActiveSlot, Conn, Ctx, Next, READS_PER_TURN};
-use super::shared::{
-    Backoff, RateLimit, Shared, WARN_INTERVAL, admit_address, canonical, classify,
-};
-use crate::metrics::{AcceptError, Count, Refusal};
-use crate::protocol::ErrorReply;
+use super::admission::{self, Admission};
+use super::conn::{Conn, Ctx, Next, READS_PER_TURN};
+use super::shared::{Backoff, RateLimit, Shared, WARN_INTERVAL, canonical, classify};
+use crate::metrics::{AcceptError, Count};
 use crate::service::Service;
 
 /// Bytes taken from a socket per read.
@@ -251,46 +249,15 @@ impl Worker {
         service: Service,
         now: Instant,
     ) {
-        let shared = self.shared.clone();
-        let conn = match ActiveSlot::take(&shared) {
-            None => {
-                shared.metrics.add(Count::Refused(Refusal::Busy), 1);
-                debug!(%peer, service = service.label(), reason = Refusal::Busy.label(), "server busy; turning connection away");
-                if let Ok(mut limit) = shared.busy_warning.lock()
-                    && let Some(suppressed) = limit.allow(now)
-                {
-                    warn!(
-                        max_connections = shared.config.max_connections,
-                        rejected_total = shared.stats().rejected,
-                        suppressed,
-                        "connection limit reached; new connections get ERR server busy"
-                    );
-                }
-                if service != Service::Jam {
-                    // An RFC 868 client would read "ERR server busy" as a time: just close.
-                    return;
-                }
-                Conn::refused(stream, peer, Some(ErrorReply::ServerBusy), &self.ctx(now))
+        let conn = match admission::at_accept(&self.shared, peer, service, now) {
+            Admission::Admitted { slot, per_ip } => {
+                Conn::accepted(stream, peer, service, slot, per_ip, &self.ctx(now))
             }
-            Some(slot) => {
-                // Behind a load balancer the client's address is known only from the header.
-                let per_ip = if shared.config.proxy_protocol {
-                    Ok(None)
-                } else {
-                    admit_address(peer, service, &shared)
-                };
-                match per_ip {
-                    Ok(guard) => {
-                        shared.metrics.add(Count::Accepted(service), 1);
-                        Conn::accepted(stream, peer, service, slot, guard, &self.ctx(now))
-                    }
-                    Err(None) => return,
-                    Err(Some(line)) => {
-                        drop(slot);
-                        Conn::refused(stream, peer, Some(line), &self.ctx(now))
-                    }
-                }
+            Admission::Refused(Some(line)) => {
+                Conn::refused(stream, peer, Some(line), &self.ctx(now))
             }
+            // Closed without a word (an RFC 868/867 client would read a line as the time).
+            Admission::Refused(None) => return,
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();

@@ -245,7 +245,7 @@ pub fn send_signal(child: &Child, signal: &str) {
 
 /// A child's stderr lines, collected by a thread as they come.
 #[derive(Clone, Default)]
-pub struct StderrLines(Arc<Mutex<Vec<String>>>);
+pub struct StderrLines(Arc<Mutex<Vec<String>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl StderrLines {
     /// Takes `child`'s piped stderr; `on_line` sees each line as it arrives, before it is stored.
@@ -259,8 +259,23 @@ impl StderrLines {
                 on_line(&line);
                 sink.0.lock().expect("log lock").push(line);
             }
+            sink.1.store(true, std::sync::atomic::Ordering::Release);
         });
         lines
+    }
+
+    /// Every line, once the child closed its stderr (it exited): a process that has exited may
+    /// still have lines in the pipe that the reader thread has not taken yet.
+    pub fn to_end(&self) -> Vec<String> {
+        eventually(
+            || format!("the end of stderr; so far: {:?}", self.all()),
+            || {
+                self.1
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    .then_some(())
+            },
+        );
+        self.all()
     }
 
     /// Every line so far.
