@@ -50,7 +50,9 @@ const MAN_SECTIONS: &[generate::Section] = &[
         paragraphs: &[
             "  jam\n  jam time time.lab 45000 -n 3\n  jam shell [::1]:45000\n  jam offset \
              10.0.0.5\n  jam check 127.0.0.1:45000\n  jam check --summary --targets-file \
-             class.txt --junit report.xml\n  jam bench 127.0.0.1:45000 -c 50 -P 16 -z 10s",
+             class.txt --junit report.xml\n  jam check --targets-file class.txt --html lab.html \
+             --csv lab.csv --points must=2,should=1\n  jam check --targets-file class.txt --watch \
+             30s\n  jam bench 127.0.0.1:45000 -c 50 -P 16 -z 10s",
         ],
     },
     generate::Section {
