@@ -364,7 +364,7 @@ impl Conn {
     }
 
     /// The earliest deadline this connection waits for (the rules are in `deadlines.rs`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn deadline(&self, ctx: &Ctx<'_>) -> Option<Instant> {
         self.clocks(ctx.draining).next(&ctx.shared.limits)
     }

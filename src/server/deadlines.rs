@@ -102,7 +102,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// The instant `limit` after `start`, unless the limit is off (zero).
-#[inline]
+#[inline(always)]
 fn after(start: Instant, limit: Duration) -> Option<Instant> {
     (!limit.is_zero()).then(|| start + limit)
 }
@@ -151,7 +151,7 @@ impl Clocks {
     }
 
     /// The earliest instant a rule fires: what the event loop arms.
-    #[inline]
+    #[inline(always)]
     pub(super) fn next(&self, limits: &Limits) -> Option<Instant> {
         // A fold over the fixed-size list by reference: it unrolls into plain comparisons.
         self.rules(limits)
