@@ -494,3 +494,83 @@ fn the_live_board_turns_a_fixed_servers_row_green_without_a_reload() {
         );
     }
 }
+
+#[test]
+fn a_students_client_run_writes_the_same_report_files() {
+    if !require_tool("python3", "python3") {
+        return;
+    }
+    let dir = scratch("board-client");
+    let (html, csv, gradescope) = (
+        dir.join("client.html"),
+        dir.join("client.csv"),
+        dir.join("results.json"),
+    );
+    let client = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/clients/one_recv.py"
+    );
+    let out = jam()
+        .args(["check-client", "--json", "--listen", "127.0.0.1:0"])
+        .arg("--html")
+        .arg(&html)
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--gradescope")
+        .arg(&gradescope)
+        .args(["--", "python3", client, "{port}"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run jam check-client");
+    assert_eq!(out.status.code(), Some(1), "split-reply fails");
+    let run: Value = serde_json::from_slice(&out.stdout).expect("--json");
+    let cases = run["targets"][0]["cases"].as_array().expect("cases");
+    let split = cases
+        .iter()
+        .find(|c| c["id"] == "split-reply")
+        .expect("split-reply");
+    assert_eq!(split["status"], "fail");
+
+    let mut reader = csv::Reader::from_path(&csv).expect("CSV");
+    let header = reader.headers().expect("a header").clone();
+    let row = reader
+        .records()
+        .next()
+        .expect("one row")
+        .expect("a CSV row");
+    let column = |name: &str| header.iter().position(|h| h == name).expect(name);
+    assert_eq!(&row[column("split-reply")], "fail");
+    assert_eq!(&row[column("result")], "fail");
+
+    let gs: Value =
+        serde_json::from_slice(&std::fs::read(&gradescope).expect("written")).expect("JSON");
+    let test = gs["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .find(|t| t["name"] == "split-reply (must)")
+        .expect("split-reply's test");
+    assert_eq!(test["score"], 0.0);
+    assert!(
+        test["output"].as_str().expect("output").contains("recv"),
+        "the cause is in the output: {test}"
+    );
+    let earned: f64 = gs["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .map(|t| number(&t["score"]))
+        .sum();
+    assert_eq!(
+        number(&gs["score"]),
+        earned,
+        "one client: the total is given"
+    );
+
+    let page = std::fs::read_to_string(&html).expect("written");
+    assert!(
+        page.contains("\"tool\":\"jam check-client\""),
+        "the client's run inside"
+    );
+    assert!(page.contains("split-reply"));
+}

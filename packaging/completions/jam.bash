@@ -255,7 +255,7 @@ _jam() {
             return 0
             ;;
         jam__subcmd__check__subcmd__client)
-            opts="-v -h --listen --runs-timeout --strict --verbose --json --junit --color --help"
+            opts="-v -h --listen --runs-timeout --strict --verbose --json --junit --html --csv --gradescope --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -270,6 +270,18 @@ _jam() {
                     return 0
                     ;;
                 --junit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --csv)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gradescope)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

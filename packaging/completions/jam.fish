@@ -110,7 +110,10 @@ complete -c jam -n "__fish_jam_using_subcommand check" -l json -d 'Print one JSO
 complete -c jam -n "__fish_jam_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c jam -n "__fish_jam_using_subcommand check-client" -l listen -d 'Where the server the client dials listens (repeatable) [default: 127.0.0.1:45000 and [::1]:45000]. `{port}` in the command is replaced by the first one\'s port, which is also in JAM_CHECK_PORT' -r
 complete -c jam -n "__fish_jam_using_subcommand check-client" -l runs-timeout -d 'Longest one run of the client may take before it is killed (a slow-reply run gets 1.5 s more)' -r
-complete -c jam -n "__fish_jam_using_subcommand check-client" -l junit -d 'Also write JUnit XML to FILE' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check-client" -l junit -d 'Also write JUnit XML to FILE (for CI systems and autograders)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check-client" -l html -d 'Also write the class board to FILE: one self-contained HTML page (a row per server, a column per case; press a cell for its detail and transcript)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check-client" -l csv -d 'Also write one CSV row per server to FILE (every case\'s status, must and should passed, score, run time)' -r -F
+complete -c jam -n "__fish_jam_using_subcommand check-client" -l gradescope -d 'Also write Gradescope\'s autograder results.json to FILE (a test per case)' -r -F
 complete -c jam -n "__fish_jam_using_subcommand check-client" -l color -d 'Colour the output: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set (no-color.org)'
 always\t'Always'
 never\t'Never'"

@@ -132,9 +132,8 @@ struct CheckClientArgs {
     #[arg(long)]
     json: bool,
 
-    /// Also write JUnit XML to FILE.
-    #[arg(long, value_name = "FILE")]
-    junit: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    files: ReportFiles,
 
     /// The client to check, and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -187,18 +186,13 @@ fn check_client_command(runtime: &tokio::runtime::Runtime, args: CheckClientArgs
     config.run_timeout = args.runs_timeout;
     config.strict = args.strict;
     STDOUT_GONE.store(1, std::sync::atomic::Ordering::Relaxed);
-    let junit = match &args.junit {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                eprintln!(
-                    "jam check-client: cannot write the JUnit file {}: {e}",
-                    path.display()
-                );
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
+    // Try every report file before the run, so a wrong path is said at once.
+    let outputs = match Outputs::new(&args.files) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            eprintln!("jam check-client: {e}");
+            return ExitCode::from(e.exit_code());
+        }
     };
     let report = match runtime.block_on(client::check_client(&args.command, &config)) {
         Ok(report) => report,
@@ -216,12 +210,7 @@ fn check_client_command(runtime: &tokio::runtime::Runtime, args: CheckClientArgs
         strict: args.strict,
         points: &points,
     };
-    if let Some(mut file) = junit
-        && let Err(e) = file.write_all(report::junit(&run).as_bytes())
-    {
-        eprintln!("jam check-client: cannot write the JUnit file: {e}");
-        return ExitCode::from(1);
-    }
+    let written = outputs.write(&run, None);
     if args.json {
         say!("{}", report::json(&run));
     } else {
@@ -232,7 +221,33 @@ fn check_client_command(runtime: &tokio::runtime::Runtime, args: CheckClientArgs
         );
         say!("checked in {}", report::took(reports[0].elapsed));
     }
+    if let Err(e) = written {
+        eprintln!("jam check-client: {e}");
+        return ExitCode::from(1);
+    }
     ExitCode::from(jam::check::exit_code(&reports))
+}
+
+/// The report files both graders can write besides their output.
+#[derive(Debug, Args)]
+struct ReportFiles {
+    /// Also write JUnit XML to FILE (for CI systems and autograders).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<std::path::PathBuf>,
+
+    /// Also write the class board to FILE: one self-contained HTML page (a row per server, a
+    /// column per case; press a cell for its detail and transcript).
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
+
+    /// Also write one CSV row per server to FILE (every case's status, must and should passed,
+    /// score, run time).
+    #[arg(long, value_name = "FILE")]
+    csv: Option<std::path::PathBuf>,
+
+    /// Also write Gradescope's autograder results.json to FILE (a test per case).
+    #[arg(long, value_name = "FILE")]
+    gradescope: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -285,23 +300,8 @@ struct CheckArgs {
     #[arg(long)]
     json: bool,
 
-    /// Also write JUnit XML to FILE (for CI systems and autograders).
-    #[arg(long, value_name = "FILE")]
-    junit: Option<std::path::PathBuf>,
-
-    /// Also write the class board to FILE: one self-contained HTML page (a row per server, a
-    /// column per case; press a cell for its detail and transcript).
-    #[arg(long, value_name = "FILE")]
-    html: Option<std::path::PathBuf>,
-
-    /// Also write one CSV row per server to FILE (every case's status, must and should passed,
-    /// score, run time).
-    #[arg(long, value_name = "FILE")]
-    csv: Option<std::path::PathBuf>,
-
-    /// Also write Gradescope's autograder results.json to FILE (a test per case).
-    #[arg(long, value_name = "FILE")]
-    gradescope: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    files: ReportFiles,
 
     /// Points per passed case for the score: `must=N,should=M[,info=K][,CASE-ID=P]`, or a file of
     /// such lines. Default must=1,should=1,info=0.
@@ -1167,7 +1167,7 @@ async fn check(args: CheckArgs) -> Result<u8, ClientError> {
         None => check::grade::Points::default(),
     };
     // Try every report file before the run, so a wrong path is said at once, not after a class.
-    let outputs = Outputs::new(&args)?;
+    let outputs = Outputs::new(&args.files)?;
     if let Some(interval) = args.watch {
         return watch(args, interval, specs, config, points, outputs).await;
     }
@@ -1240,12 +1240,12 @@ impl Output {
 impl Outputs {
     /// Creates every file asked for (empty), so that a path that cannot be written is an error
     /// before the run.
-    fn new(args: &CheckArgs) -> Result<Outputs, ClientError> {
+    fn new(asked: &ReportFiles) -> Result<Outputs, ClientError> {
         let asked = [
-            (Output::Junit, &args.junit),
-            (Output::Html, &args.html),
-            (Output::Csv, &args.csv),
-            (Output::Gradescope, &args.gradescope),
+            (Output::Junit, &asked.junit),
+            (Output::Html, &asked.html),
+            (Output::Csv, &asked.csv),
+            (Output::Gradescope, &asked.gradescope),
         ];
         let mut files: Vec<(Output, std::path::PathBuf)> = Vec::new();
         for (kind, path) in asked {
@@ -1282,9 +1282,9 @@ impl Outputs {
     }
 
     /// Writes every file from `run`; `doc` is the board's document when the live board made one.
-    fn write(
+    fn write<C: jam::check::Graded>(
         &self,
-        run: &jam::check::report::Run<'_, jam::check::Case>,
+        run: &jam::check::report::Run<'_, C>,
         doc: Option<&serde_json::Value>,
     ) -> Result<(), String> {
         use jam::check::{page, report};

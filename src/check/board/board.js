@@ -21,6 +21,8 @@
   }
 
   const label = (t) => t.name || t.target;
+  // What a row is: a server (jam check) or a client (jam check-client).
+  const what = () => (doc.tool.endsWith("check-client") ? "client" : "server");
   const tally = (t) => t.passed + "/" + t.total;
   const failures = (t) => t.error ? 1000 : t.cases.filter((c) => c.status === "fail" || c.status === "timeout").length;
   const notSelected = (c) => c.skip_reason === "not-selected";
@@ -64,7 +66,7 @@
 
   function head(live) {
     const tr = el("tr", {},
-      el("th", { scope: "col", text: "server" }),
+      el("th", { scope: "col", text: what() }),
       el("th", { scope: "col", text: "result" }),
       el("th", { scope: "col", text: "must" }),
       el("th", { scope: "col", text: "should" }),
@@ -122,10 +124,10 @@
 
   function foot(live) {
     const tr = el("tr", {}, el("th", { scope: "row", text: "passed by" }));
-    tr.append(el("td", { colspan: live ? 7 : 5, class: "num", text: doc.summary.passed + " of " + doc.summary.targets + " servers pass" }));
+    tr.append(el("td", { colspan: live ? 7 : 5, class: "num", text: doc.summary.passed + " of " + doc.summary.targets + " " + what() + "s pass" }));
     for (const c of columns()) {
       const pct = c.checked ? Math.round((100 * c.passed) / c.checked) + "%" : "";
-      tr.append(el("td", { class: "num rate", "data-case": c.id, title: c.passed + " of " + c.checked + " servers", text: c.checked ? c.passed + "/" + c.checked : "—" },
+      tr.append(el("td", { class: "num rate", "data-case": c.id, title: c.passed + " of " + c.checked + " " + what() + "s", text: c.checked ? c.passed + "/" + c.checked : "—" },
         c.checked ? el("br") : null, pct));
     }
     return tr;
@@ -140,7 +142,7 @@
     meta.replaceChildren(
       "jam " + doc.version + " · checked " + (board.generated_at || "") + " · points " + doc.points + (doc.strict ? " · --strict" : "") + " · ",
       el("code", { text: board.command || "" }));
-    byId("summary").textContent = doc.summary.passed + " of " + doc.summary.targets + " servers pass every must case" + (doc.strict ? " and every should case" : "") + ".";
+    byId("summary").textContent = doc.summary.passed + " of " + doc.summary.targets + " " + what() + "s pass every must case" + (doc.strict ? " and every should case" : "") + ".";
     const table = byId("matrix");
     table.tHead.replaceChildren(head(live));
     table.tBodies[0].replaceChildren(...rows().map((r) => row(r.t, live)));
