@@ -19,7 +19,7 @@ use tracing::info;
 
 use crate::http::{self, Page, Site};
 
-use crate::protocol::ErrorKind;
+use crate::protocol::{COMMANDS, Command, ErrorKind};
 use crate::responder::CloseReason;
 use crate::service::Service;
 use crate::timesync::{Health, SyncState};
@@ -52,7 +52,7 @@ const FAMILIES: [Family; 8] = [
         name: "jamd_requests",
         help: "Requests received on jam sessions, by command (blank lines are not requests).",
         label: Some("command"),
-        values: &["TIME", "QUIT", "other"],
+        values: &RequestKind::LABELS,
     },
     Family {
         name: "jamd_error_replies",
@@ -131,12 +131,31 @@ impl Refusal {
 
 /// A request on a jam session, by command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum RequestKind {
-    Time,
-    Quit,
+    /// A command of the protocol's table.
+    Command(Command),
     /// Anything answered with an error line.
     Other,
+}
+
+impl RequestKind {
+    /// Each command's label from the protocol's table, then `other`.
+    const LABELS: [&'static str; COMMANDS.len() + 1] = {
+        let mut labels = ["other"; COMMANDS.len() + 1];
+        let mut i = 0;
+        while i < COMMANDS.len() {
+            labels[i] = COMMANDS[i].label;
+            i += 1;
+        }
+        labels
+    };
+
+    fn index(self) -> usize {
+        match self {
+            RequestKind::Command(command) => command as usize,
+            RequestKind::Other => COMMANDS.len(),
+        }
+    }
 }
 
 /// How an `accept()` failure is handled (and counted).
@@ -187,7 +206,7 @@ impl Count {
                 },
             ),
             Count::Refused(refusal) => (1, refusal as usize),
-            Count::Request(kind) => (2, kind as usize),
+            Count::Request(kind) => (2, kind.index()),
             Count::Error(kind) => (3, kind as usize),
             Count::Closed(reason) => (4, reason.index()),
             Count::ReceivedBytes => (5, 0),
@@ -481,8 +500,16 @@ mod tests {
                 "proxy_header",
             ),
             (Count::Refused(Refusal::PerIp), "reason", "per_ip"),
-            (Count::Request(RequestKind::Time), "command", "TIME"),
-            (Count::Request(RequestKind::Quit), "command", "QUIT"),
+            (
+                Count::Request(RequestKind::Command(Command::Time)),
+                "command",
+                "TIME",
+            ),
+            (
+                Count::Request(RequestKind::Command(Command::Quit)),
+                "command",
+                "QUIT",
+            ),
             (Count::Request(RequestKind::Other), "command", "other"),
             (
                 Count::AcceptError(AcceptError::Resources),
@@ -537,7 +564,7 @@ mod tests {
                 let metrics = metrics.clone();
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        metrics.add(Count::Request(RequestKind::Time), 1);
+                        metrics.add(Count::Request(RequestKind::Command(Command::Time)), 1);
                     }
                     metrics.add_all(&[(Count::SentBytes, 14), (Count::ReceivedBytes, 6)]);
                 })
@@ -546,7 +573,10 @@ mod tests {
         for t in threads {
             t.join().expect("thread");
         }
-        assert_eq!(metrics.total(Count::Request(RequestKind::Time)), 4000);
+        assert_eq!(
+            metrics.total(Count::Request(RequestKind::Command(Command::Time))),
+            4000
+        );
         assert_eq!(metrics.total(Count::SentBytes), 56);
         assert_eq!(metrics.total(Count::ReceivedBytes), 24);
     }
@@ -554,17 +584,23 @@ mod tests {
     #[test]
     fn two_servers_in_one_thread_keep_separate_counts() {
         let (a, b) = (Metrics::default(), Metrics::default());
-        a.add(Count::Request(RequestKind::Time), 2);
-        b.add(Count::Request(RequestKind::Time), 3);
-        a.add(Count::Request(RequestKind::Time), 1);
-        assert_eq!(a.total(Count::Request(RequestKind::Time)), 3);
-        assert_eq!(b.total(Count::Request(RequestKind::Time)), 3);
+        a.add(Count::Request(RequestKind::Command(Command::Time)), 2);
+        b.add(Count::Request(RequestKind::Command(Command::Time)), 3);
+        a.add(Count::Request(RequestKind::Command(Command::Time)), 1);
+        assert_eq!(
+            a.total(Count::Request(RequestKind::Command(Command::Time))),
+            3
+        );
+        assert_eq!(
+            b.total(Count::Request(RequestKind::Command(Command::Time))),
+            3
+        );
     }
 
     #[test]
     fn the_rendering_has_labelled_counters_gauges_and_build_info() {
         let metrics = Arc::new(Metrics::default());
-        metrics.add(Count::Request(RequestKind::Time), 7);
+        metrics.add(Count::Request(RequestKind::Command(Command::Time)), 7);
         metrics.add(Count::Error(ErrorKind::UnknownCommand), 2);
         let text = render(
             &metrics,

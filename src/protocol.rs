@@ -25,10 +25,8 @@ pub const MAX_ECHO_CHARS: usize = 32;
 /// A request decoded from one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request<'a> {
-    /// `TIME`: asks for the server's local time.
-    Time,
-    /// `QUIT` (or a line holding only Ctrl-D): ends the session without a reply.
-    Quit,
+    /// A command of [`COMMANDS`] without arguments (`TIME`, `QUIT` or Ctrl-D).
+    Command(Command),
     /// An empty or all-blank line: ignored, no reply.
     Blank,
     /// A known command followed by arguments it does not take.
@@ -39,7 +37,8 @@ pub enum Request<'a> {
     Unknown(&'a [u8]),
 }
 
-/// The commands the protocol knows.
+/// The commands the protocol knows, in the order of [`COMMANDS`] (`COMMANDS[c as usize]` is
+/// `c`'s entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// `TIME`
@@ -48,13 +47,60 @@ pub enum Command {
     Quit,
 }
 
+/// What a command does in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Reply with the local time: `JAM hh:mm:ss` CR LF.
+    TimeReply,
+    /// End the session without a reply: the server closes.
+    EndSession,
+}
+
+/// One command, all of it in one entry: how it is spelled, what it does, its label in the
+/// metrics and its line in help texts. Adding a command is one entry here, one [`Command`]
+/// variant, and (for a new kind of reply) one [`Effect`] with its arm in the responder.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// The command.
+    pub command: Command,
+    /// Its canonical spelling, matched without regard to ASCII case.
+    pub name: &'static str,
+    /// Other spellings, matched exactly (Ctrl-D, which telnet sends in line mode, for `QUIT`).
+    pub aliases: &'static [&'static [u8]],
+    /// What it does.
+    pub effect: Effect,
+    /// The `command` label of `jamd_requests_total`.
+    pub label: &'static str,
+    /// One line for help texts.
+    pub help: &'static str,
+}
+
+/// Every command, in [`Command`]'s order.
+pub const COMMANDS: [CommandSpec; 2] = [
+    CommandSpec {
+        command: Command::Time,
+        name: "TIME",
+        aliases: &[],
+        effect: Effect::TimeReply,
+        label: "TIME",
+        help: "ask the time: the server answers JAM hh:mm:ss",
+    },
+    CommandSpec {
+        command: Command::Quit,
+        name: "QUIT",
+        aliases: &[&[CTRL_D]],
+        effect: Effect::EndSession,
+        label: "QUIT",
+        help: "end the session: the server closes the connection",
+    },
+];
+
 /// A request as the logs show it: the command word, or what was received, escaped (as the error
 /// line echoes it), so that a log reader sees text, never a list of byte values.
 impl std::fmt::Display for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Request::Time => f.write_str("TIME"),
-            Request::Quit => f.write_str("QUIT"),
+            Request::Command(command) => f.write_str(command.name()),
             Request::Blank => f.write_str("(blank line)"),
             Request::ExtraArguments(command) => write!(f, "{} with arguments", command.name()),
             Request::Http => f.write_str("(HTTP request line)"),
@@ -68,12 +114,35 @@ impl std::fmt::Display for Request<'_> {
 }
 
 impl Command {
+    /// The command's entry in [`COMMANDS`].
+    pub fn spec(self) -> &'static CommandSpec {
+        &COMMANDS[self as usize]
+    }
+
     /// The command's canonical spelling.
     pub fn name(self) -> &'static str {
-        match self {
-            Command::Time => "TIME",
-            Command::Quit => "QUIT",
+        self.spec().name
+    }
+}
+
+/// Every command's name, as a list people read: `TIME or QUIT` (`A, B or C` for three).
+pub fn command_names() -> String {
+    let mut text = Vec::new();
+    push_command_names(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Appends [`command_names`] to `out` (the error line's hint, without allocating).
+fn push_command_names(out: &mut Vec<u8>) {
+    for (i, spec) in COMMANDS.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(if i + 1 == COMMANDS.len() {
+                b" or "
+            } else {
+                b", "
+            });
         }
+        out.extend_from_slice(spec.name.as_bytes());
     }
 }
 
@@ -111,19 +180,14 @@ impl<'a> Request<'a> {
             Some(i) => (&line[..i], trim_blanks(&line[i..])),
             None => (line, &line[line.len()..]),
         };
-        let command = if word.eq_ignore_ascii_case(b"TIME") {
-            Command::Time
-        } else if word.eq_ignore_ascii_case(b"QUIT") || word == [CTRL_D] {
-            Command::Quit
-        } else if is_http_request_line(word, rest) {
-            return Request::Http;
-        } else {
-            return Request::Unknown(word);
-        };
-        match (command, rest.is_empty()) {
-            (Command::Time, true) => Request::Time,
-            (Command::Quit, true) => Request::Quit,
-            (command, false) => Request::ExtraArguments(command),
+        let found = COMMANDS.iter().find(|spec| {
+            word.eq_ignore_ascii_case(spec.name.as_bytes()) || spec.aliases.contains(&word)
+        });
+        match found {
+            Some(spec) if rest.is_empty() => Request::Command(spec.command),
+            Some(spec) => Request::ExtraArguments(spec.command),
+            None if is_http_request_line(word, rest) => Request::Http,
+            None => Request::Unknown(word),
         }
     }
 }
@@ -251,7 +315,9 @@ impl ErrorReply<'_> {
                 let mut echo = String::new();
                 escape_word(word, &mut echo);
                 out.extend_from_slice(echo.as_bytes());
-                out.extend_from_slice(b"\" (try TIME or QUIT)");
+                out.extend_from_slice(b"\" (try ");
+                push_command_names(out);
+                out.push(b')');
             }
             ErrorReply::ExtraArguments(command) => {
                 out.extend_from_slice(command.name().as_bytes());
@@ -383,14 +449,46 @@ mod tests {
     }
 
     #[test]
+    fn the_command_table_is_in_command_order_and_every_spelling_parses() {
+        for (i, spec) in COMMANDS.iter().enumerate() {
+            assert_eq!(spec.command as usize, i, "{spec:?}");
+            assert_eq!(spec.command.spec().name, spec.name);
+            assert_eq!(
+                Request::parse(spec.name.as_bytes()),
+                Request::Command(spec.command)
+            );
+            let lower = spec.name.to_ascii_lowercase();
+            assert_eq!(
+                Request::parse(lower.as_bytes()),
+                Request::Command(spec.command)
+            );
+            for alias in spec.aliases {
+                assert_eq!(Request::parse(alias), Request::Command(spec.command));
+            }
+            assert!(!spec.label.is_empty() && !spec.help.is_empty());
+        }
+        assert_eq!(command_names(), "TIME or QUIT");
+        assert_eq!(Command::Time.spec().effect, Effect::TimeReply);
+        assert_eq!(Command::Quit.spec().effect, Effect::EndSession);
+    }
+
+    #[test]
     fn time_and_quit_are_case_insensitive_and_trimmed() {
         for line in [
             "TIME", "time", "TiMe", "  TIME", "TIME  ", "\tTIME\t", " tImE \t",
         ] {
-            assert_eq!(Request::parse(line.as_bytes()), Request::Time, "{line:?}");
+            assert_eq!(
+                Request::parse(line.as_bytes()),
+                Request::Command(Command::Time),
+                "{line:?}"
+            );
         }
         for line in ["QUIT", "quit", " Quit\t"] {
-            assert_eq!(Request::parse(line.as_bytes()), Request::Quit, "{line:?}");
+            assert_eq!(
+                Request::parse(line.as_bytes()),
+                Request::Command(Command::Quit),
+                "{line:?}"
+            );
         }
     }
 
@@ -422,7 +520,7 @@ mod tests {
 
     #[test]
     fn ctrl_d_alone_on_a_line_quits() {
-        assert_eq!(Request::parse(b"\x04"), Request::Quit);
+        assert_eq!(Request::parse(b"\x04"), Request::Command(Command::Quit));
         assert_eq!(Request::parse(b"\x04x"), Request::Unknown(b"\x04x"));
     }
 
@@ -437,8 +535,8 @@ mod tests {
     #[test]
     fn a_request_shows_in_the_logs_as_text() {
         for (request, text) in [
-            (Request::Time, "TIME"),
-            (Request::Quit, "QUIT"),
+            (Request::Command(Command::Time), "TIME"),
+            (Request::Command(Command::Quit), "QUIT"),
             (Request::Blank, "(blank line)"),
             (
                 Request::ExtraArguments(Command::Quit),

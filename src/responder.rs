@@ -10,7 +10,7 @@ use tracing::{Span, debug};
 
 use crate::clock::LocalClock;
 use crate::codec::{Decoder, Frame, IAC, Remainder, TelnetCommand, telnet};
-use crate::protocol::{self, ErrorKind, ErrorReply, Request};
+use crate::protocol::{self, COMMANDS, Command, Effect, ErrorKind, ErrorReply, Request};
 
 /// Why a connection ended: the protocol decides some (`QUIT`, a line too long, HTTP), the
 /// connection the rest. The one name for a close, in the `connection closed` log line (as text)
@@ -143,10 +143,8 @@ pub struct Batch {
 /// 32 bits to keep a session small: the server takes the tally at least once a second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
-    /// `TIME` requests.
-    pub time: u32,
-    /// `QUIT` requests (and telnet end-of-file).
-    pub quit: u32,
+    /// Requests by command (`commands[command as usize]`; telnet end-of-file counts as `QUIT`).
+    pub commands: [u32; COMMANDS.len()],
     /// Requests answered with an error line (unknown, extra arguments, HTTP).
     pub other: u32,
     /// Error lines sent, by [`ErrorKind`] (`errors[kind as usize]`).
@@ -240,8 +238,8 @@ impl Responder {
                     completed_line = true;
                     requested = true;
                     self.requests += 1;
-                    self.tally.time += 1;
-                    debug!(parent: span, request = %Request::Time, "request");
+                    self.tally.commands[Command::Time as usize] += 1;
+                    debug!(parent: span, request = %Request::Command(Command::Time), "request");
                     out.extend_from_slice(
                         time_reply.get_or_insert_with(|| protocol::time_reply(clock.time_of_day())),
                     );
@@ -263,17 +261,16 @@ impl Responder {
                     debug!(parent: span, request = %request, "request");
                     let tally = &mut self.tally;
                     match request {
-                        Request::Time => {
-                            tally.time += 1;
-                            out.extend_from_slice(
-                                time_reply.get_or_insert_with(|| {
-                                    protocol::time_reply(clock.time_of_day())
-                                }),
-                            );
-                        }
-                        Request::Quit => {
-                            tally.quit += 1;
-                            end = Some(CloseReason::Quit);
+                        Request::Command(command) => {
+                            tally.commands[command as usize] += 1;
+                            match command.spec().effect {
+                                Effect::TimeReply => {
+                                    out.extend_from_slice(time_reply.get_or_insert_with(|| {
+                                        protocol::time_reply(clock.time_of_day())
+                                    }))
+                                }
+                                Effect::EndSession => end = Some(CloseReason::Quit),
+                            }
                         }
                         Request::ExtraArguments(command) => {
                             tally.other += 1;
@@ -308,7 +305,7 @@ impl Responder {
                         option,
                     } => out.extend_from_slice(&[IAC, telnet::DONT, option]),
                     TelnetCommand::EndOfFile => {
-                        self.tally.quit += 1;
+                        self.tally.commands[Command::Quit as usize] += 1;
                         end = Some(CloseReason::Quit);
                     }
                     TelnetCommand::Negotiate { .. }
@@ -474,8 +471,7 @@ mod tests {
         assert_eq!(
             tally,
             Tally {
-                time: 2,
-                quit: 0,
+                commands: [2, 0],
                 other: 3,
                 errors,
             }
@@ -563,7 +559,11 @@ mod tests {
             let batch = r.respond(&input, &mut out, &clock(), usize::MAX);
             assert_eq!(out, b"JAM 08:05:09\r\n");
             assert_eq!(batch.end, Some(CloseReason::Quit));
-            assert_eq!(r.take_tally().quit, 1, "{quit:?}");
+            assert_eq!(
+                r.take_tally().commands[Command::Quit as usize],
+                1,
+                "{quit:?}"
+            );
         }
     }
 

@@ -100,7 +100,10 @@ fn piece() -> impl Strategy<Value = (Vec<u8>, Vec<Owned>)> {
         prop_oneof![Just(&b"\r\n"[..]), Just(&b"\n"[..]), Just(&b"\r\0"[..])],
     )
         .prop_filter("not QUIT", |(word, _)| {
-            !matches!(Request::parse(word), Request::Quit)
+            !matches!(
+                Request::parse(word),
+                Request::Command(jam::protocol::Command::Quit)
+            )
         })
         .prop_map(|(word, end)| {
             let frames = vec![line(&word)];

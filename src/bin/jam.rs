@@ -711,8 +711,9 @@ fn shell(runtime: &tokio::runtime::Runtime, args: ShellArgs) -> Result<(), Clien
         ("", "")
     };
     say!(
-        "connected to {}; type TIME or QUIT (Ctrl-D quits)",
-        client.peer()
+        "connected to {}; type {} (Ctrl-D quits)",
+        client.peer(),
+        jam::protocol::command_names()
     );
     let mut editor = match rustyline::DefaultEditor::new() {
         Ok(editor) => editor,

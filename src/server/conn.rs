@@ -30,7 +30,7 @@ use super::shared::{Shared, canonical};
 use crate::config::LINGER_MAX_BYTES;
 use crate::metrics::{Count, Refusal, RequestKind};
 use crate::per_ip::PerIpGuard;
-use crate::protocol::{ErrorKind, ErrorReply};
+use crate::protocol::{COMMANDS, ErrorKind, ErrorReply};
 use crate::proxy::{self, ProxyError};
 use crate::responder::{CloseReason, Responder};
 use crate::service::{self, Service};
@@ -806,9 +806,11 @@ impl Session {
         self.counted_at = ctx.now;
         self.uncounted = false;
         let t = self.responder.take_tally();
+        ctx.shared.metrics.add_all(&COMMANDS.map(|spec| {
+            let n = t.commands[spec.command as usize];
+            (Count::Request(RequestKind::Command(spec.command)), n.into())
+        }));
         ctx.shared.metrics.add_all(&[
-            (Count::Request(RequestKind::Time), t.time.into()),
-            (Count::Request(RequestKind::Quit), t.quit.into()),
             (Count::Request(RequestKind::Other), t.other.into()),
             (Count::ReceivedBytes, std::mem::take(&mut self.received)),
             (Count::SentBytes, std::mem::take(&mut self.sent)),
