@@ -7,12 +7,23 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Why the logger could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The filter does not parse: a usage error.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// Another logger is installed already (a bug in the caller).
+    #[error("cannot install the logger: {0}")]
+    Install(String),
 }
 
 /// A log filter that does not parse: a usage error (jamd exits 2), never a silent logger.
@@ -130,7 +141,7 @@ pub fn init(
     format: LogFormat,
     level: Option<&str>,
     default_level: &str,
-) -> anyhow::Result<WorkerGuard> {
+) -> Result<WorkerGuard, LogError> {
     let filter = match level {
         Some(level) => parse_filter("--log-level", level)?,
         None => match std::env::var("RUST_LOG") {
@@ -156,7 +167,7 @@ pub fn init(
             .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    result.map_err(|e| LogError::Install(e.to_string()))?;
     Ok(guard)
 }
 

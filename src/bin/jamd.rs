@@ -196,7 +196,7 @@ struct Args {
         env = "JAMD_LOG_FORMAT",
         default_value = "text"
     )]
-    log_format: LogFormat,
+    log_format: LogFormatArg,
 
     /// Log only warnings and errors.
     #[arg(short, long, conflicts_with = "log_level")]
@@ -251,7 +251,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let format = args.log_format;
+    let format = args.log_format.into();
     let result = if args.check_config {
         check_config(&args, &matches)
     } else {
@@ -262,6 +262,10 @@ fn main() -> std::process::ExitCode {
         // A command line or environment that cannot work is a usage error, as clap's own are.
         Err(e)
             if e.downcast_ref::<logging::FilterError>().is_some()
+                || matches!(
+                    e.downcast_ref::<logging::LogError>(),
+                    Some(logging::LogError::Filter(_))
+                )
                 || e.downcast_ref::<config::ConfigError>().is_some()
                 || e.downcast_ref::<UsageError>().is_some()
                 || matches!(
@@ -282,6 +286,24 @@ fn main() -> std::process::ExitCode {
 /// Writes one line to stderr directly, not through the logging thread (which may not be set up,
 /// or may not get to print before the process exits), in the log format: `jamd: MESSAGE` as text,
 /// or a JSON object with the fields the JSON logs have.
+/// `--log-format`: the library's [`LogFormat`] as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(format: LogFormatArg) -> LogFormat {
+        match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
 fn say_directly(format: LogFormat, level: &str, message: &str) {
     match format {
         LogFormat::Text => eprintln!("jamd: {message}"),
@@ -399,7 +421,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     // First, while jamd has one thread: taking the sockets clears LISTEN_FDS (systemd.rs).
     let activated = systemd::take_listeners()?;
     let default_level = if args.quiet { "warn" } else { "info" };
-    let _log_guard = logging::init(args.log_format, args.log_level.as_deref(), default_level)?;
+    let _log_guard = logging::init(
+        args.log_format.into(),
+        args.log_level.as_deref(),
+        default_level,
+    )?;
 
     let open_files = match config::raise_open_file_limit() {
         Ok(limit) => Some(limit),
@@ -528,8 +554,8 @@ async fn serve(
     // A signal while a held port is being waited for ends jamd at once.
     let bound = tokio::select! {
         bound = bind_all(&args, config.bind_wait, activated) => bound?,
-        _ = sigint.recv() => exit_now(args.log_format, "SIGINT while waiting for a port; exiting", 130),
-        _ = sigterm.recv() => exit_now(args.log_format, "SIGTERM while waiting for a port; exiting", 143),
+        _ = sigint.recv() => exit_now(args.log_format.into(), "SIGINT while waiting for a port; exiting", 130),
+        _ = sigterm.recv() => exit_now(args.log_format.into(), "SIGTERM while waiting for a port; exiting", 143),
     };
     // Every port is bound and the file limit raised: root is no longer needed.
     match &args.user {
@@ -623,7 +649,7 @@ async fn serve(
         _ = sigterm.recv() => "SIGTERM",
     };
     systemd::notify_stopping();
-    let log_format = args.log_format;
+    let log_format: LogFormat = args.log_format.into();
     info!(
         signal = first,
         grace = %format_duration(grace),
