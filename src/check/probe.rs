@@ -83,7 +83,7 @@ impl Default for Transcript {
 /// Why a connection could not be opened.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// Nothing listens there.
+    /// Nothing listens there (refused, or reset by a listener that is closing).
     Refused,
     /// No answer to the SYN within the deadline.
     Timeout,
@@ -158,6 +158,12 @@ impl Probe {
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 transcript.note(who, format!("connect to {addr}: refused"));
+                Err(ConnectError::Refused)
+            }
+            // A listener closing as the SYN arrives (a server that is exiting) resets instead of
+            // refusing: nothing accepts there either.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                transcript.note(who, format!("connect to {addr}: reset"));
                 Err(ConnectError::Refused)
             }
             Ok(Err(e)) => {
