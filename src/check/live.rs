@@ -66,7 +66,7 @@ struct Published {
 }
 
 /// The served board.
-pub struct Board {
+struct Board {
     published: Mutex<Published>,
 }
 
@@ -273,7 +273,6 @@ fn live_json(watch: &Watch, round: u64, checking: bool) -> Value {
     json!({
         "interval_s": watch.interval.as_secs_f64(),
         "round": round,
-        "revision": round,
         "checking": checking,
         "history": watch.history,
     })

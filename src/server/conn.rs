@@ -25,7 +25,7 @@ use mio::net::TcpStream;
 use tracing::{debug, debug_span, error, info, warn};
 
 use super::admission::{self, ActiveSlot};
-use super::deadlines::{COUNT_EVERY, Clocks, DRAIN_QUIET, Rule, Stage, header_limit};
+use super::deadlines::{COUNT_EVERY, Clocks, Rule, Stage, drain_end, header_limit};
 use super::shared::{Shared, canonical};
 use crate::config::LINGER_MAX_BYTES;
 use crate::metrics::{Count, Refusal, RequestKind};
@@ -567,7 +567,7 @@ impl Conn {
             Ok(ReadDrained::Data { n, drained }) => (n, drained),
             Ok(ReadDrained::Empty) => {
                 let since = *s.quiet_since.get_or_insert(ctx.now);
-                if ctx.draining && ctx.now >= since + DRAIN_QUIET {
+                if ctx.draining && ctx.now >= drain_end(since) {
                     s.ending = Some(CloseReason::Shutdown);
                     return Step::Again;
                 }
@@ -621,7 +621,7 @@ impl Conn {
             && self.out.is_empty()
         {
             // Draining, the session ends at a read that finds the queue still empty after
-            // DRAIN_QUIET (the deadline brings it).
+            // the drain time (`deadlines::drain_end`; the deadline brings it).
             return Step::Wait;
         }
         Step::Again

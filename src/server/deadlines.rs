@@ -16,7 +16,7 @@ pub(super) const COUNT_EVERY: Duration = Duration::from_secs(1);
 /// requests count as all arrived. One empty read alone does not say it: bytes the client wrote
 /// before the shutdown may still sit in its own send buffer, waiting for the window that read
 /// just opened.
-pub(super) const DRAIN_QUIET: Duration = Duration::from_millis(100);
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// A timeout rule, in the order a connection acts on those that passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,12 @@ pub(super) fn header_limit(line_timeout: Duration) -> Duration {
     }
 }
 
+/// When a receive queue found empty at `quiet_since` has been quiet long enough for a draining
+/// session to end: the drain rule, which the read that finds the queue still empty applies too.
+pub(super) fn drain_end(quiet_since: Instant) -> Instant {
+    quiet_since + DRAIN_QUIET
+}
+
 /// The earlier of two optional instants.
 #[inline(always)]
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -138,7 +144,7 @@ impl Clocks {
                     line_started.and_then(|at| after(at, limits.line)),
                 ),
                 (Rule::Idle, after(last_request, limits.idle)),
-                (Rule::Drain, quiet_since.map(|at| at + DRAIN_QUIET)),
+                (Rule::Drain, quiet_since.map(drain_end)),
             ],
             Stage::Closing { linger_until } => [
                 write,

@@ -177,7 +177,8 @@
     fetch("board.json", { cache: "no-store" })
       .then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then((next) => {
-        const changed = next.board.live.revision !== doc.board.live.revision;
+        // A new round number means a finished round: the one change worth drawing again.
+        const changed = next.board.live.round !== doc.board.live.round;
         doc = next;
         if (changed) { fetchedAt = Date.now(); render(); }
         const l = doc.board.live;
