@@ -241,6 +241,49 @@ impl LocalClock {
     }
 }
 
+/// Where a reply's time of day comes from: a clock read on each call, or one reading kept.
+pub trait TimeOfDaySource {
+    /// The local time of day now.
+    fn time_of_day(&self) -> TimeOfDay;
+}
+
+impl TimeOfDaySource for LocalClock {
+    fn time_of_day(&self) -> TimeOfDay {
+        LocalClock::time_of_day(self)
+    }
+}
+
+/// One reading of a clock's time of day for a whole turn of an event loop, taken when first
+/// asked for. Reading the system clock and converting it costs about 150 instructions, as much
+/// as the rest of a request at depth 1; a turn answers every request that woke it, and a reply's
+/// time is never earlier than its request's arrival (the reading is taken after the wait that
+/// saw it), at most the turn's length later.
+pub struct TurnReading<'a> {
+    clock: &'a LocalClock,
+    read: &'a std::cell::Cell<Option<TimeOfDay>>,
+}
+
+impl<'a> TurnReading<'a> {
+    /// A reading of `clock` kept in `read` (emptied by the loop at the start of each turn).
+    pub fn new(clock: &'a LocalClock, read: &'a std::cell::Cell<Option<TimeOfDay>>) -> Self {
+        TurnReading { clock, read }
+    }
+}
+
+impl TimeOfDaySource for TurnReading<'_> {
+    #[inline]
+    fn time_of_day(&self) -> TimeOfDay {
+        match self.read.get() {
+            Some(time) => time,
+            None => {
+                let time = self.clock.time_of_day();
+                self.read.set(Some(time));
+                time
+            }
+        }
+    }
+}
+
 /// A human-readable name for a time zone: its IANA name when known.
 pub fn zone_name(zone: &TimeZone) -> String {
     match zone.iana_name() {
@@ -378,6 +421,31 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("unknown time zone \"Mars/Olympus_Mons\"")
+        );
+    }
+
+    #[test]
+    fn a_turn_reading_reads_the_clock_once_and_keeps_it_until_emptied() {
+        let manual = Arc::new(ManualClock::new(
+            "2026-01-01T08:05:09Z".parse().expect("at"),
+        ));
+        let clock = LocalClock::new(manual.clone(), zone_by_name("UTC").expect("zone"));
+        let read = std::cell::Cell::new(None);
+        let reading = TurnReading::new(&clock, &read);
+        assert_eq!(
+            reading.time_of_day(),
+            TimeOfDay::new(8, 5, 9).expect("time")
+        );
+        manual.advance(jiff::SignedDuration::from_secs(1));
+        assert_eq!(
+            reading.time_of_day(),
+            TimeOfDay::new(8, 5, 9).expect("time"),
+            "kept for the turn"
+        );
+        read.set(None);
+        assert_eq!(
+            reading.time_of_day(),
+            TimeOfDay::new(8, 5, 10).expect("time")
         );
     }
 }

@@ -8,7 +8,7 @@ use std::{fmt, io};
 
 use tracing::{Span, debug};
 
-use crate::clock::LocalClock;
+use crate::clock::TimeOfDaySource;
 use crate::codec::{Decoder, Frame, IAC, Remainder, TelnetCommand, telnet};
 use crate::protocol::{self, COMMANDS, Command, Effect, ErrorKind, ErrorReply, Request};
 
@@ -210,7 +210,7 @@ impl Responder {
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
-        clock: &LocalClock,
+        clock: &impl TimeOfDaySource,
         max_output: usize,
     ) -> Batch {
         // One clock read per batch: every TIME in it gets the same reply.
@@ -347,7 +347,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::{ManualClock, zone_by_name};
+    use crate::clock::{LocalClock, ManualClock, zone_by_name};
 
     fn clock() -> LocalClock {
         let at = "2026-01-01T08:05:09Z".parse().expect("timestamp");

@@ -318,3 +318,28 @@ fn flood(addr: SocketAddr, requests: usize) -> (usize, std::io::Result<usize>) {
         .count();
     (valid, result)
 }
+
+#[test]
+fn bytes_sent_after_quit_are_read_and_discarded_until_the_linger_time_ends() {
+    // The close path lingers (2 s): late bytes are read, so they cannot turn the close into a
+    // reset that would destroy the replies in flight, and the connection is let go at the end.
+    let jamd = Jamd::spawn(&[]);
+    let mut late = TcpStream::connect(jamd.addr).expect("connect");
+    late.set_read_timeout(Some(WAIT)).expect("timeout");
+    let quit = Instant::now();
+    late.write_all(b"TIME\r\nQUIT\r\n").expect("send");
+    late.write_all(&[b'x'; 4096]).expect("late bytes");
+    let all = read_all(&mut late);
+    assert_time_reply(&all);
+    assert_eq!(all.len(), 14, "the reply, then the end of the stream");
+    late.write_all(&[b'y'; 4096])
+        .expect("the server still reads after its end of file");
+    let closed = jamd.wait_for_log("reason=quit");
+    assert!(
+        quit.elapsed() >= Duration::from_millis(1900),
+        "let go after {:?}, before the linger time: {closed}",
+        quit.elapsed()
+    );
+    let (reply, _) = good_client(jamd.addr);
+    assert_time_reply(&reply);
+}

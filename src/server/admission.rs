@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use tracing::{debug, warn};
 
+use super::deadlines::Tick;
 use super::shared::Shared;
 use crate::metrics::{Count, Refusal};
 use crate::per_ip::{OverLimit, PerIpGuard};
@@ -56,7 +56,7 @@ pub(super) fn at_accept(
     shared: &Arc<Shared>,
     peer: SocketAddr,
     service: Service,
-    now: Instant,
+    now: Tick,
 ) -> Admission {
     let Some(slot) = ActiveSlot::take(shared) else {
         shared.metrics.add(Count::Refused(Refusal::Busy), 1);

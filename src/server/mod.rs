@@ -1,16 +1,19 @@
 //! The server: one event model from accept to close.
 //!
 //! `jamd` runs one event loop per worker thread ([`worker`]), each a plain `mio` poll over its
-//! own copies of the listeners and a slab of connections ([`conn`]); a connection lives in the
-//! loop that accepted it from accept to close. Deadlines (idle, line, write, PROXY header,
-//! linger, shutdown grace) are one rule set in [`conn::Conn::deadline`], kept in a per-loop
-//! heap. The pure protocol core ([`crate::responder`]) turns input bytes into reply bytes.
+//! own copies of the listeners and a slab of connections; a connection lives in the loop that
+//! accepted it from accept to close. Each connection is a pure state machine ([`connection`]:
+//! events in at an explicit tick, actions out) driven by a thin socket adapter ([`conn`]).
+//! Deadlines (idle, line, write, PROXY header, linger, drain) are one rule set ([`deadlines`]),
+//! kept in a per-loop heap. The pure protocol core ([`crate::responder`]) turns input bytes into
+//! reply bytes.
 //! tokio stays off this path: it runs the metrics endpoint, the clock watch and the clients.
 //!
 //! See docs/ARCHITECTURE.md for the picture.
 
 mod admission;
 mod conn;
+mod connection;
 mod deadlines;
 mod shared;
 mod worker;

@@ -1,12 +1,12 @@
 //! What every event loop shares: the limits, the counters, the refusal and warning state, and
 //! the rules for `accept()` errors and for admitting a client address.
 
-use super::deadlines::Limits;
+use super::deadlines::{Epoch, Limits, Tick};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     /// The timeouts of `config` as the deadline rules take them (made once, read per event).
     pub(super) limits: Limits,
+    /// Where the loops' ticks count from.
+    pub(super) epoch: Epoch,
     pub(crate) clock: LocalClock,
     /// Connections open now (sessions, answers and refusals being closed).
     pub(crate) active: AtomicUsize,
@@ -58,11 +60,12 @@ impl Shared {
     pub(crate) fn new(config: ServerConfig, clock: LocalClock) -> Self {
         Shared {
             per_ip: config.per_ip_limit().map(PerIp::new),
-            limits: Limits {
-                idle: config.idle_timeout,
-                line: config.line_timeout,
-                write: config.write_timeout,
-            },
+            limits: Limits::new(
+                config.idle_timeout,
+                config.line_timeout,
+                config.write_timeout,
+            ),
+            epoch: Epoch::now(),
             config,
             clock,
             active: AtomicUsize::new(0),
@@ -157,7 +160,7 @@ impl Backoff {
 #[derive(Debug)]
 pub(crate) struct RateLimit {
     interval: Duration,
-    last: Option<Instant>,
+    last: Option<Tick>,
     suppressed: u64,
 }
 
@@ -171,9 +174,9 @@ impl RateLimit {
     }
 
     /// `Some(suppressed since the last allowed one)` if the event may be logged now.
-    pub(crate) fn allow(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&mut self, now: Tick) -> Option<u64> {
         match self.last {
-            Some(last) if now.duration_since(last) < self.interval => {
+            Some(last) if now - last < self.interval => {
                 self.suppressed += 1;
                 None
             }
@@ -216,7 +219,7 @@ mod tests {
     #[test]
     fn rate_limit_allows_one_per_interval_and_counts_the_rest() {
         let mut limit = RateLimit::new(Duration::from_secs(10));
-        let t0 = Instant::now();
+        let t0 = Tick::from_nanos(1);
         assert_eq!(limit.allow(t0), Some(0));
         assert_eq!(limit.allow(t0 + Duration::from_secs(1)), None);
         assert_eq!(limit.allow(t0 + Duration::from_secs(2)), None);

@@ -5,13 +5,14 @@
 //! to whichever loop's `accept` takes it first) and never hands a connection to another. Sockets
 //! are registered once, edge-triggered, for both directions: no registration changes per request.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -19,8 +20,11 @@ use slab::Slab;
 use tracing::{debug, warn};
 
 use super::admission::{self, Admission};
-use super::conn::{Conn, Ctx, Next, READS_PER_TURN};
+use super::conn::{Conn, Next, READS_PER_TURN, Turn};
+use super::connection::Connection;
+use super::deadlines::Tick;
 use super::shared::{Backoff, RateLimit, Shared, WARN_INTERVAL, canonical, classify};
+use crate::clock::{TimeOfDay, TurnReading};
 use crate::metrics::{AcceptError, Count};
 use crate::service::Service;
 
@@ -42,16 +46,19 @@ pub(super) struct Worker {
     conns: Slab<Conn>,
     /// Deadlines: (when, slab key, connection id). An entry is stale unless the connection at
     /// that key has that id and that armed deadline.
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    timers: BinaryHeap<Reverse<(Tick, usize, u64)>>,
     shared: Arc<Shared>,
     input: Vec<u8>,
+    /// The reply buffer lent to the connection being handled.
     output: Vec<u8>,
+    /// This turn's reading of the time of day (see [`TurnReading`]), emptied as a turn begins.
+    time_of_day: Cell<Option<TimeOfDay>>,
     backoff: Backoff,
     accept_warning: RateLimit,
     /// Accepting resumes at this instant after running out of descriptors or memory.
-    accept_paused: Option<Instant>,
+    accept_paused: Option<Tick>,
     /// When the grace period ends, once shutdown has begun.
-    grace_end: Option<Instant>,
+    grace_end: Option<Tick>,
     /// Connections that used their reads for a turn with more waiting: driven again next turn.
     again: Vec<(usize, u64)>,
     /// Told once this loop's listeners are closed.
@@ -95,6 +102,7 @@ impl Worker {
             shared,
             input: vec![0; READ_CHUNK],
             output: Vec::with_capacity(READ_CHUNK),
+            time_of_day: Cell::new(None),
             backoff: Backoff::default(),
             accept_warning: RateLimit::new(WARN_INTERVAL),
             accept_paused: None,
@@ -113,11 +121,15 @@ impl Worker {
     /// period ran out with connections still open.
     pub(super) fn run(mut self) -> bool {
         let mut events = Events::with_capacity(1024);
+        // One clock reading per turn, taken when the wait ends: everything in the turn happens
+        // at that instant, and the next wait is sized from it (a few microseconds long at most,
+        // which the rounding up covers).
+        let mut now = self.shared.epoch.now_tick();
         loop {
             let timeout = if self.again.is_empty() {
                 self.next_wake().map(|at| {
                     // Round up, so the loop does not wake a little early and spin.
-                    at.saturating_duration_since(Instant::now()) + Duration::from_micros(500)
+                    (at - now) + Duration::from_micros(500)
                 })
             } else {
                 // Connections wait for another turn: only look for new events.
@@ -130,7 +142,8 @@ impl Worker {
                 self.conns.clear();
                 return false;
             }
-            let now = Instant::now();
+            now = self.shared.epoch.now_tick();
+            self.time_of_day.set(None);
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -140,16 +153,13 @@ impl Worker {
                             self.accept(i, now);
                         }
                     }
-                    token => {
-                        self.on_event(token.0, event.is_read_closed() || event.is_error(), now)
-                    }
+                    token => self.on_event(token.0, event, now),
                 }
             }
-            let now = Instant::now();
             for (key, id) in std::mem::take(&mut self.again) {
                 // Read on to the end of what is there: no further event may come for it.
-                if self.conns.get(key).is_some_and(|c| c.id == id) {
-                    self.handle(key, now, true, |conn, ctx| conn.drive(ctx));
+                if self.conns.get(key).is_some_and(|c| c.connection.id() == id) {
+                    self.handle(key, now, true, |_, _| {});
                 }
             }
             if self.accept_paused.is_some_and(|at| now >= at) {
@@ -174,19 +184,7 @@ impl Worker {
         }
     }
 
-    fn ctx(&mut self, now: Instant) -> Ctx<'_> {
-        Ctx {
-            shared: &self.shared,
-            input: &mut self.input,
-            output: &mut self.output,
-            now,
-            draining: self.grace_end.is_some(),
-            read_closed: false,
-            reads_left: READS_PER_TURN,
-        }
-    }
-
-    fn next_wake(&self) -> Option<Instant> {
+    fn next_wake(&self) -> Option<Tick> {
         [
             self.timers.peek().map(|Reverse((at, _, _))| *at),
             self.accept_paused,
@@ -198,7 +196,7 @@ impl Worker {
     }
 
     /// Accepts every connection waiting on listener `i`.
-    fn accept(&mut self, i: usize, now: Instant) {
+    fn accept(&mut self, i: usize, now: Tick) {
         loop {
             // Checked before every accept: a client that connects after shutdown began is never
             // taken in (the listener closes, and the kernel resets what waits in its backlog).
@@ -247,21 +245,21 @@ impl Worker {
         stream: mio::net::TcpStream,
         peer: SocketAddr,
         service: Service,
-        now: Instant,
+        now: Tick,
     ) {
-        let conn = match admission::at_accept(&self.shared, peer, service, now) {
+        let connection = match admission::at_accept(&self.shared, peer, service, now) {
             Admission::Admitted { slot, per_ip } => {
-                Conn::accepted(stream, peer, service, slot, per_ip, &self.ctx(now))
+                Connection::accepted(&self.shared, peer, service, slot, per_ip, now)
             }
             Admission::Refused(Some(line)) => {
-                Conn::refused(stream, peer, Some(line), &self.ctx(now))
+                Connection::refused(&self.shared, peer, Some(line), now)
             }
             // Closed without a word (an RFC 868/867 client would read a line as the time).
             Admission::Refused(None) => return,
         };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let mut conn = conn;
+        let mut conn = Conn::new(stream, connection);
         if let Err(e) = self.poll.registry().register(
             &mut conn.stream,
             Token(key),
@@ -271,42 +269,60 @@ impl Worker {
             return;
         }
         entry.insert(conn);
-        self.handle(key, now, false, |_, _| Next::Wait);
+        // No drive yet: registering raises the first event for whatever the socket holds.
+        self.arm(key);
     }
 
-    fn on_event(&mut self, key: usize, read_closed: bool, now: Instant) {
-        self.handle(key, now, read_closed, |conn, ctx| conn.drive(ctx));
+    fn on_event(&mut self, key: usize, event: &mio::event::Event, now: Tick) {
+        let read_closed = event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_error();
+        self.handle(key, now, read_closed, |connection, _| {
+            // Readable, or closed (the end of file is read), or an error (a read reports it).
+            if event.is_readable() || read_closed {
+                connection.readable();
+            }
+            if writable {
+                connection.writable();
+            }
+        });
     }
 
-    /// Lends connection `key` and the loop's buffers to `f`; then removes the connection if it
-    /// is done, or re-arms its deadline. Only an earlier deadline is pushed; a later one is found
-    /// when the armed one fires.
+    /// Tells connection `key` of an event with `f`, then performs what it asks on its socket;
+    /// then removes the connection if it is done, or re-arms its deadline.
     fn handle(
         &mut self,
         key: usize,
-        now: Instant,
+        now: Tick,
         read_closed: bool,
-        f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> Next,
+        f: impl FnOnce(&mut Connection, &Arc<Shared>),
     ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut ctx = Ctx {
+        let mut turn = Turn {
             shared: &self.shared,
             input: &mut self.input,
-            output: &mut self.output,
             now,
-            draining: self.grace_end.is_some(),
+            time: TurnReading::new(&self.shared.clock, &self.time_of_day),
             read_closed,
             reads_left: READS_PER_TURN,
         };
         // A bug in one connection's handling must not end the loop and every connection on it:
         // that connection is dropped, the loop goes on (each connection's state is its own, and
-        // the loop's buffers are cleared before each use).
-        let next = match panic::catch_unwind(AssertUnwindSafe(|| f(conn, &mut ctx))) {
+        // the loop's read buffer holds nothing between uses).
+        let output = &mut self.output;
+        let handled = panic::catch_unwind(AssertUnwindSafe(|| {
+            let connection = &mut conn.connection;
+            connection.lend_output(output);
+            f(connection, turn.shared);
+            let next = conn.drive(&mut turn);
+            conn.connection.return_output(output);
+            next
+        }));
+        let next = match handled {
             Ok(next) => next,
             Err(_) => {
-                conn.crashed(&ctx);
+                conn.connection.crashed(&self.shared);
                 Next::Done
             }
         };
@@ -316,19 +332,29 @@ impl Worker {
                 let _ = self.poll.registry().deregister(&mut conn.stream);
                 return;
             }
-            Next::Yield => self.again.push((key, conn.id)),
+            Next::Yield => self.again.push((key, conn.connection.id())),
             Next::Wait => {}
         }
-        if let Some(due) = conn.deadline(&ctx)
+        self.arm(key);
+    }
+
+    /// Pushes connection `key`'s next deadline if it is earlier than the one armed; a later one
+    /// is found when the armed one fires.
+    #[inline(always)]
+    fn arm(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(due) = conn.connection.deadline(&self.shared)
             && conn.armed.is_none_or(|armed| due < armed)
         {
             conn.armed = Some(due);
-            self.timers.push(Reverse((due, key, conn.id)));
+            self.timers.push(Reverse((due, key, conn.connection.id())));
         }
     }
 
     /// Handles every deadline that has passed (those re-armed meanwhile wait for the next turn).
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Tick) {
         let mut due = Vec::new();
         while let Some(&Reverse((at, key, id))) = self.timers.peek() {
             if at > now {
@@ -341,18 +367,20 @@ impl Worker {
             let current = self
                 .conns
                 .get(key)
-                .is_some_and(|c| c.id == id && c.armed == Some(at));
+                .is_some_and(|c| c.connection.id() == id && c.armed == Some(at));
             if current {
-                self.handle(key, now, false, |conn, ctx| {
+                if let Some(conn) = self.conns.get_mut(key) {
                     conn.armed = None;
-                    conn.expire(ctx)
+                }
+                self.handle(key, now, false, |connection, shared| {
+                    connection.timer(shared, now)
                 });
             }
         }
     }
 
     /// Shutdown began: close the listeners and let every connection answer what it has.
-    fn begin_drain(&mut self, now: Instant) {
+    fn begin_drain(&mut self, now: Tick) {
         self.grace_end = Some(now + self.shared.config.shutdown_grace);
         for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -361,23 +389,16 @@ impl Worker {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             // Read on to the end of what is there: no further event will come for it.
-            self.handle(key, now, true, |conn, ctx| conn.begin_drain(ctx));
+            self.handle(key, now, true, |connection, shared| {
+                connection.drain(shared)
+            });
         }
     }
 
     /// The grace period is over: every connection still open is closed as it is.
-    fn abandon_all(&mut self, now: Instant) {
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            input: &mut self.input,
-            output: &mut self.output,
-            now,
-            draining: true,
-            read_closed: false,
-            reads_left: READS_PER_TURN,
-        };
+    fn abandon_all(&mut self, now: Tick) {
         for (_, conn) in self.conns.iter_mut() {
-            conn.abandon(&mut ctx);
+            conn.connection.abandon(&self.shared, now);
         }
         self.conns.clear();
     }
@@ -416,17 +437,21 @@ mod tests {
         let mut hit = TcpStream::connect(addr).expect("connect");
         let mut other = TcpStream::connect(addr).expect("connect");
         eventually("both accepted", || {
-            worker.accept(0, Instant::now());
+            worker.accept(0, worker.shared.epoch.now_tick());
             worker.conns.len() == 2
         });
         // Accepted in the order they connected: the first has the smaller id.
         let key_of = |worker: &Worker, first: bool| {
-            let ids = worker.conns.iter().map(|(key, conn)| (conn.id, key));
+            let ids = worker
+                .conns
+                .iter()
+                .map(|(key, conn)| (conn.connection.id(), key));
             if first { ids.min() } else { ids.max() }.map(|(_, key)| key)
         };
         let (hit_key, other_key) = (key_of(&worker, true), key_of(&worker, false));
 
-        worker.handle(hit_key.expect("hit"), Instant::now(), false, |_, _| {
+        let now = worker.shared.epoch.now_tick();
+        worker.handle(hit_key.expect("hit"), now, false, |_, _| {
             panic!("a bug in one connection's handling")
         });
 
@@ -452,7 +477,11 @@ mod tests {
         let mut reply = Vec::new();
         let other_key = other_key.expect("other");
         eventually("the other connection answered", || {
-            worker.on_event(other_key, false, Instant::now());
+            let now = worker.shared.epoch.now_tick();
+            worker.handle(other_key, now, false, |connection, _| {
+                connection.readable();
+                connection.writable();
+            });
             let mut buf = [0u8; 64];
             if let Ok(n) = other.read(&mut buf) {
                 reply.extend_from_slice(&buf[..n]);
