@@ -2,10 +2,12 @@
 //! [`LocalClock`] that turns it into the local time of day for a time zone, computed once per second
 //! and shared by every connection.
 
+use std::cell::Cell;
 use std::sync::Arc;
 #[cfg(any(test, feature = "test-util"))]
 use std::sync::atomic::AtomicI64;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Re-exported: the clock API speaks jiff's instants, durations and zones.
 pub use jiff::tz::TimeZone;
@@ -15,6 +17,13 @@ pub use jiff::{SignedDuration, Timestamp};
 pub trait Clock: Send + Sync + 'static {
     /// The current wall-clock instant.
     fn now(&self) -> Timestamp;
+
+    /// Whether this clock runs with the system's monotonic clock (apart from steps), so that a
+    /// reading's second lasts as long on the monotonic clock as what is left of it
+    /// ([`ReplyClock`] relies on this; a clock moved by hand is not steady).
+    fn steady(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's real-time clock.
@@ -24,6 +33,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+
+    fn steady(&self) -> bool {
+        true
     }
 }
 
@@ -88,11 +101,19 @@ impl Clock for OffsetClock {
             .saturating_add(self.offset)
             .unwrap_or(Timestamp::MAX)
     }
+
+    fn steady(&self) -> bool {
+        true
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> Timestamp {
         (**self).now()
+    }
+
+    fn steady(&self) -> bool {
+        (**self).steady()
     }
 }
 
@@ -205,7 +226,11 @@ impl LocalClock {
 
     /// The local time of day now: one read of the underlying clock.
     pub fn time_of_day(&self) -> TimeOfDay {
-        let now = self.clock.now();
+        self.time_of_day_at(self.clock.now())
+    }
+
+    /// The local time of day at `now`.
+    fn time_of_day_at(&self, now: Timestamp) -> TimeOfDay {
         // Instants before 1970 skip the cache. jiff's instants end in the year 9999, under 2^38
         // seconds, so every other second fits in the cache word above the time.
         let Ok(key) = u64::try_from(now.as_second()) else {
@@ -253,34 +278,44 @@ impl TimeOfDaySource for LocalClock {
     }
 }
 
-/// One reading of a clock's time of day for a whole turn of an event loop, taken when first
-/// asked for. Reading the system clock and converting it costs about 150 instructions, as much
-/// as the rest of a request at depth 1; a turn answers every request that woke it, and a reply's
-/// time is never earlier than its request's arrival (the reading is taken after the wait that
-/// saw it), at most the turn's length later.
-pub struct TurnReading<'a> {
+/// A reading of the time of day kept until its second ends, for one thread's replies.
+///
+/// Reading the system clock and converting it costs about 150 instructions, as much as the rest of
+/// a request at depth 1; asking the monotonic clock whether the second read last is over costs
+/// about 35. It relies on the clock being [`Clock::steady`]: the wall clock and the monotonic
+/// clock advance together (NTP's slewing moves both), so a second read with `x` ns left ends `x`
+/// ns later on the monotonic clock. A step of the system clock shows in replies once the second
+/// it was read in is over, within a second. A clock that is not steady is read on every call.
+pub struct ReplyClock<'a> {
     clock: &'a LocalClock,
-    read: &'a std::cell::Cell<Option<TimeOfDay>>,
+    kept: &'a Cell<Option<(TimeOfDay, Instant)>>,
 }
 
-impl<'a> TurnReading<'a> {
-    /// A reading of `clock` kept in `read` (emptied by the loop at the start of each turn).
-    pub fn new(clock: &'a LocalClock, read: &'a std::cell::Cell<Option<TimeOfDay>>) -> Self {
-        TurnReading { clock, read }
+impl<'a> ReplyClock<'a> {
+    /// Reads `clock`, keeping the reading in `kept` (one per thread, empty at first).
+    pub fn new(clock: &'a LocalClock, kept: &'a Cell<Option<(TimeOfDay, Instant)>>) -> Self {
+        ReplyClock { clock, kept }
     }
 }
 
-impl TimeOfDaySource for TurnReading<'_> {
+impl TimeOfDaySource for ReplyClock<'_> {
     #[inline]
     fn time_of_day(&self) -> TimeOfDay {
-        match self.read.get() {
-            Some(time) => time,
-            None => {
-                let time = self.clock.time_of_day();
-                self.read.set(Some(time));
-                time
-            }
+        // Read before the wall clock, so the second is taken to end no later than it does.
+        let mono = Instant::now();
+        if let Some((time, until)) = self.kept.get()
+            && mono < until
+        {
+            return time;
         }
+        let now = self.clock.now();
+        let time = self.clock.time_of_day_at(now);
+        let left = u64::try_from(1_000_000_000 - now.subsec_nanosecond())
+            .ok()
+            .filter(|_| now.subsec_nanosecond() >= 0 && self.clock.clock.steady());
+        self.kept
+            .set(left.map(|left| (time, mono + Duration::from_nanos(left))));
+        time
     }
 }
 
@@ -424,28 +459,50 @@ mod tests {
         );
     }
 
+    /// A clock moved by hand that claims to run with the monotonic clock.
+    struct Steady(Arc<ManualClock>);
+
+    impl Clock for Steady {
+        fn now(&self) -> Timestamp {
+            self.0.now()
+        }
+
+        fn steady(&self) -> bool {
+            true
+        }
+    }
+
     #[test]
-    fn a_turn_reading_reads_the_clock_once_and_keeps_it_until_emptied() {
-        let manual = Arc::new(ManualClock::new(
-            "2026-01-01T08:05:09Z".parse().expect("at"),
-        ));
-        let clock = LocalClock::new(manual.clone(), zone_by_name("UTC").expect("zone"));
-        let read = std::cell::Cell::new(None);
-        let reading = TurnReading::new(&clock, &read);
-        assert_eq!(
-            reading.time_of_day(),
-            TimeOfDay::new(8, 5, 9).expect("time")
+    fn a_reply_clock_keeps_a_steady_clocks_second_until_it_ends_on_the_monotonic_clock() {
+        let manual = Arc::new(ManualClock::new(at("2026-01-01T08:05:09Z")));
+        let clock = LocalClock::new(
+            Arc::new(Steady(manual.clone())),
+            zone_by_name("UTC").expect("zone"),
         );
-        manual.advance(jiff::SignedDuration::from_secs(1));
-        assert_eq!(
-            reading.time_of_day(),
-            TimeOfDay::new(8, 5, 9).expect("time"),
-            "kept for the turn"
-        );
-        read.set(None);
-        assert_eq!(
-            reading.time_of_day(),
-            TimeOfDay::new(8, 5, 10).expect("time")
-        );
+        let kept = Cell::new(None);
+        let reply = ReplyClock::new(&clock, &kept);
+        let nine = TimeOfDay::new(8, 5, 9).expect("time");
+        assert_eq!(reply.time_of_day(), nine);
+        // A step: not seen while the monotonic second lasts (a whole second, from .000).
+        manual.set(at("2026-01-01T10:00:00Z"));
+        assert_eq!(reply.time_of_day(), nine, "kept");
+        // Read one nanosecond before its end, a second is over at the next call.
+        manual.set(at("2026-01-01T08:05:09.999999999Z"));
+        kept.set(None);
+        assert_eq!(reply.time_of_day(), nine);
+        manual.set(at("2026-01-01T08:05:10Z"));
+        assert_eq!(reply.time_of_day(), TimeOfDay::new(8, 5, 10).expect("time"));
+    }
+
+    #[test]
+    fn a_reply_clock_reads_a_clock_moved_by_hand_every_time() {
+        let manual = Arc::new(ManualClock::new(at("2026-01-01T08:05:09Z")));
+        let clock = local(&manual, "UTC");
+        let kept = Cell::new(None);
+        let reply = ReplyClock::new(&clock, &kept);
+        assert_eq!(reply.time_of_day(), TimeOfDay::new(8, 5, 9).expect("time"));
+        manual.set(at("2026-01-01T08:05:10Z"));
+        assert_eq!(reply.time_of_day(), TimeOfDay::new(8, 5, 10).expect("time"));
+        assert_eq!(kept.get(), None, "nothing kept");
     }
 }

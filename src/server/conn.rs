@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 use super::connection::{Action, Connection};
 use super::deadlines::Tick;
 use super::shared::Shared;
-use crate::clock::TurnReading;
+use crate::clock::ReplyClock;
 
 /// Reads one connection may make per turn of its loop (16 × 16 KiB): past that it waits until
 /// the loop's other ready connections have had theirs, so a client that floods cannot starve
@@ -24,8 +24,8 @@ pub(super) struct Turn<'a> {
     /// The loop's read buffer.
     pub(super) input: &'a mut [u8],
     pub(super) now: Tick,
-    /// The time of day for replies, read once per turn.
-    pub(super) time: TurnReading<'a>,
+    /// The time of day for replies.
+    pub(super) time: ReplyClock<'a>,
     /// The event said the client closed its side: a short read no longer means the socket is
     /// drained (the end of file raises no further event), so reads go on to the end.
     pub(super) read_closed: bool,

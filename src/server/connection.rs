@@ -120,6 +120,8 @@ struct Closing {
     /// The sending side is shut down; now lingering until this instant.
     linger_until: Option<Tick>,
     discarded: usize,
+    /// Bytes of a session's replies sent on the close path (counted when it is done).
+    sent: u64,
     /// Lingering is allowed (refusals past the cap close at once).
     linger: bool,
     peer_closed: bool,
@@ -180,7 +182,7 @@ impl Connection {
         conn.active = Some(slot);
         conn.per_ip = per_ip;
         if !shared.config.proxy_protocol {
-            conn.start(None, false, Vec::new(), shared);
+            conn.start(None, false, Vec::new(), shared, now);
         }
         conn
     }
@@ -245,6 +247,7 @@ impl Connection {
             shutting: false,
             linger_until: None,
             discarded: 0,
+            sent: 0,
             linger: refusal.is_some(),
             peer_closed: false,
             _refusal: refusal,
@@ -258,6 +261,7 @@ impl Connection {
         from_balancer: bool,
         initial: Vec<u8>,
         shared: &Arc<Shared>,
+        now: Tick,
     ) {
         match self.service {
             Service::Jam => {
@@ -288,13 +292,14 @@ impl Connection {
                 });
             }
             Service::Time | Service::Daytime => {
-                let now = shared.clock.now();
+                let time = shared.clock.now();
                 match self.service {
-                    Service::Time => self.out.extend_from_slice(&service::rfc868_answer(now)),
+                    Service::Time => self.out.extend_from_slice(&service::rfc868_answer(time)),
                     _ => self.out.extend_from_slice(
-                        service::daytime_answer(now, shared.clock.zone()).as_bytes(),
+                        service::daytime_answer(time, shared.clock.zone()).as_bytes(),
                     ),
                 }
+                self.write_since = now;
                 self.phase = Phase::Closing(Closing {
                     reason: CloseReason::Answered,
                     report: Report::Answer {
@@ -305,6 +310,7 @@ impl Connection {
                     shutting: false,
                     linger_until: None,
                     discarded: 0,
+                    sent: 0,
                     linger: true,
                     peer_closed: false,
                     _refusal: None,
@@ -524,8 +530,10 @@ impl Connection {
             self.out.drain(..n);
         }
         self.write_since = now;
-        if let Phase::Serving(s) = &mut self.phase {
-            s.sent += n as u64;
+        match &mut self.phase {
+            Phase::Serving(s) => s.sent += n as u64,
+            Phase::Closing(c) => c.sent += n as u64,
+            Phase::Header(_) | Phase::Done => {}
         }
     }
 
@@ -643,8 +651,18 @@ impl Connection {
                     line.encode(&mut self.out);
                     s.ending = Some(reason);
                 }
-                // The queue stayed empty: the next read decides whether the session ends.
-                Rule::Drain => self.readable = true,
+                // The queue stayed empty: the next read decides whether the session ends. At the
+                // output cap there is no read until the client takes some: the quiet time starts
+                // again at the next empty read (else the rule would stay due and spin the loop).
+                Rule::Drain => {
+                    if let Phase::Serving(s) = &mut self.phase
+                        && self.out.len() >= shared.config.max_output
+                    {
+                        s.quiet_since = None;
+                    } else {
+                        self.readable = true;
+                    }
+                }
                 Rule::Linger => {
                     if let Phase::Closing(c) = &self.phase {
                         let reason = c.reason;
@@ -686,8 +704,9 @@ impl Connection {
 
     /// Handling this connection panicked (a bug): it is counted and logged before it is dropped.
     pub(super) fn crashed(&self, shared: &Arc<Shared>) {
-        // A refusal was never counted as accepted, so its close is not counted either.
-        if self.active.is_some() {
+        // A refusal was never counted as accepted, so its close is not counted either; a
+        // finished connection was counted when it finished.
+        if self.active.is_some() && !matches!(self.phase, Phase::Done) {
             shared.metrics.add(Count::Closed(CloseReason::Internal), 1);
         }
         error!(
@@ -706,7 +725,7 @@ impl Connection {
         now: Tick,
     ) {
         let Some(client) = client else {
-            self.start(None, true, rest, shared);
+            self.start(None, true, rest, shared, now);
             return;
         };
         let via = self.peer;
@@ -715,7 +734,7 @@ impl Connection {
         match admission::after_header(shared, self.peer, self.service) {
             Ok(guard) => {
                 self.per_ip = guard;
-                self.start(Some(via), false, rest, shared);
+                self.start(Some(via), false, rest, shared, now);
             }
             Err(line) => self.refuse(line, shared, now),
         }
@@ -763,6 +782,7 @@ impl Connection {
             shutting: false,
             linger_until: None,
             discarded: 0,
+            sent: 0,
             linger: reason.closes_gracefully(),
             peer_closed,
             _refusal: None,
@@ -779,7 +799,9 @@ impl Connection {
                 requests,
                 from_balancer,
             } => {
-                shared.metrics.add(Count::Closed(reason), 1);
+                shared
+                    .metrics
+                    .add_all(&[(Count::Closed(reason), 1), (Count::SentBytes, c.sent)]);
                 let duration_ms = (now - self.opened).as_millis() as u64;
                 if from_balancer {
                     debug!(conn = self.id, peer = %self.peer, requests, duration_ms, reason = reason.label(), "balancer connection closed");
@@ -998,9 +1020,12 @@ mod tests {
         /// Moves the clock to `at`, firing every deadline that comes by then as the loop does.
         fn at(&mut self, at: Tick) {
             assert!(at >= self.now, "time moves forward");
+            let mut fired = 0;
             while !self.closed
                 && let Some(due) = self.deadline().filter(|&due| due <= at)
             {
+                fired += 1;
+                assert!(fired < 1000, "a deadline stays due: the loop would spin");
                 self.now = due;
                 self.conn.timer(&self.shared, due);
                 self.run();
@@ -1247,5 +1272,67 @@ mod tests {
             TIME_REPLY.repeat(10),
             "every request, in order"
         );
+    }
+
+    #[test]
+    fn draining_at_the_output_cap_waits_for_the_client_without_spinning() {
+        let mut w = Wire::accept(ServerConfig {
+            max_output: 64,
+            ..ServerConfig::default()
+        });
+        w.full = true;
+        w.send(&b"TIME\r\n".repeat(10));
+        w.at(T0 + secs(1));
+        w.conn.drain(&w.shared);
+        w.run();
+        w.at(T0 + secs(2));
+        let next = w.deadline().expect("the write timeout");
+        assert!(next > w.now, "no deadline left in the past: {next:?}");
+        w.client_reads();
+        assert_eq!(w.take_sent(), TIME_REPLY.repeat(10), "answered in full");
+        w.at(T0 + secs(2) + ms(100));
+        assert!(w.shut, "then the quiet queue ends it");
+    }
+
+    #[test]
+    fn replies_sent_on_the_close_path_are_counted_as_sent() {
+        let mut w = Wire::accept(ServerConfig::default());
+        w.full = true;
+        w.send(b"TIME\r\nQUIT\r\n");
+        w.client_reads();
+        w.client_closes();
+        assert!(w.closed);
+        let sent = w.shared.metrics.total(Count::SentBytes);
+        assert_eq!(sent, TIME_REPLY.len() as u64);
+    }
+
+    #[test]
+    fn a_lent_buffer_goes_back_empty_and_an_idle_connection_keeps_no_buffer() {
+        let mut w = Wire::accept(ServerConfig::default());
+        let mut loop_buffer = Vec::with_capacity(1024);
+        w.conn.lend_output(&mut loop_buffer);
+        assert_eq!(
+            loop_buffer.capacity(),
+            0,
+            "the connection holds the loop's buffer"
+        );
+        w.send(b"TIME\r\n");
+        w.conn.return_output(&mut loop_buffer);
+        assert_eq!((loop_buffer.len(), loop_buffer.capacity()), (0, 1024));
+        assert_eq!(w.conn.out.capacity(), 0, "nothing owed, no buffer");
+
+        // What the socket refused stays with the connection, in a buffer of its own.
+        w.conn.lend_output(&mut loop_buffer);
+        w.full = true;
+        w.send(b"TIME\r\n");
+        w.conn.return_output(&mut loop_buffer);
+        assert_eq!((loop_buffer.len(), loop_buffer.capacity()), (0, 1024));
+        assert_eq!(w.conn.out, TIME_REPLY.as_bytes());
+        // Output already waits: nothing is lent until it is sent.
+        w.conn.lend_output(&mut loop_buffer);
+        assert_eq!(loop_buffer.capacity(), 1024);
+        w.client_reads();
+        assert_eq!(w.take_sent(), TIME_REPLY.repeat(2));
+        assert_eq!(w.conn.out.capacity(), 0);
     }
 }

@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -24,12 +24,15 @@ use super::conn::{Conn, Next, READS_PER_TURN, Turn};
 use super::connection::Connection;
 use super::deadlines::Tick;
 use super::shared::{Backoff, RateLimit, Shared, WARN_INTERVAL, canonical, classify};
-use crate::clock::{TimeOfDay, TurnReading};
+use crate::clock::{ReplyClock, TimeOfDay};
 use crate::metrics::{AcceptError, Count};
 use crate::service::Service;
 
 /// Bytes taken from a socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Stale heap entries tolerated beyond two per connection before they are swept out.
+const STALE_TIMERS: usize = 1024;
 
 /// The waker's token; listeners count down from just below it, connections up from 0.
 const WAKER: Token = Token(usize::MAX);
@@ -51,8 +54,8 @@ pub(super) struct Worker {
     input: Vec<u8>,
     /// The reply buffer lent to the connection being handled.
     output: Vec<u8>,
-    /// This turn's reading of the time of day (see [`TurnReading`]), emptied as a turn begins.
-    time_of_day: Cell<Option<TimeOfDay>>,
+    /// The time of day for this loop's replies, kept until its second ends (see [`ReplyClock`]).
+    time_of_day: Cell<Option<(TimeOfDay, Instant)>>,
     backoff: Backoff,
     accept_warning: RateLimit,
     /// Accepting resumes at this instant after running out of descriptors or memory.
@@ -143,7 +146,6 @@ impl Worker {
                 return false;
             }
             now = self.shared.epoch.now_tick();
-            self.time_of_day.set(None);
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -266,6 +268,8 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             debug!(%peer, error = %e, "cannot watch a connection; closing it");
+            // Counted as accepted: its close is counted (and logged) too.
+            conn.connection.failed(&e, &self.shared, now);
             return;
         }
         entry.insert(conn);
@@ -303,7 +307,7 @@ impl Worker {
             shared: &self.shared,
             input: &mut self.input,
             now,
-            time: TurnReading::new(&self.shared.clock, &self.time_of_day),
+            time: ReplyClock::new(&self.shared.clock, &self.time_of_day),
             read_closed,
             reads_left: READS_PER_TURN,
         };
@@ -350,7 +354,23 @@ impl Worker {
         {
             conn.armed = Some(due);
             self.timers.push(Reverse((due, key, conn.connection.id())));
+            if self.timers.len() > 2 * self.conns.len() + STALE_TIMERS {
+                self.drop_stale_timers();
+            }
         }
+    }
+
+    /// Keeps only each connection's armed entry: the others would fire for nothing, and a
+    /// session that keeps moving its deadline (the count rule every second) would pile them up.
+    /// Its later deadlines are found again when the armed one fires.
+    #[cold]
+    fn drop_stale_timers(&mut self) {
+        let conns = &self.conns;
+        self.timers.retain(|&Reverse((at, key, id))| {
+            conns
+                .get(key)
+                .is_some_and(|c| c.connection.id() == id && c.armed == Some(at))
+        });
     }
 
     /// Handles every deadline that has passed (those re-armed meanwhile wait for the next turn).
@@ -489,5 +509,43 @@ mod tests {
             reply.ends_with(b"\r\n")
         });
         assert!(reply.starts_with(b"JAM "), "{reply:?}");
+    }
+
+    #[test]
+    fn stale_timer_entries_are_swept_out_and_the_armed_one_stays() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared::new(ServerConfig::default(), LocalClock::system()));
+        let (closed_tx, _closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut worker =
+            Worker::new(0, &[(listener, Service::Jam)], shared.clone(), closed_tx).expect("loop");
+        let _client = TcpStream::connect(addr).expect("connect");
+        eventually("accepted", || {
+            worker.accept(0, worker.shared.epoch.now_tick());
+            worker.conns.len() == 1
+        });
+        let (key, conn) = worker.conns.iter().next().expect("one");
+        let (id, armed) = (conn.connection.id(), conn.armed.expect("armed"));
+        for n in 1..=(STALE_TIMERS as u64 + 8) {
+            worker
+                .timers
+                .push(Reverse((armed + Duration::from_secs(n), key, id)));
+        }
+        if let Some(conn) = worker.conns.get_mut(key) {
+            conn.armed = None;
+        }
+        worker.arm(key);
+        let armed = worker
+            .conns
+            .get(key)
+            .and_then(|c| c.armed)
+            .expect("armed again");
+        let left: Vec<_> = worker.timers.iter().map(|Reverse(entry)| *entry).collect();
+        // (Twice: the entry armed before and the one pushed again for the same instant.)
+        assert_eq!(
+            left,
+            vec![(armed, key, id); 2],
+            "only the armed entry is left"
+        );
     }
 }
