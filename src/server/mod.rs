@@ -15,6 +15,15 @@ mod deadlines;
 mod shared;
 mod worker;
 
+pub mod listener;
+pub mod metrics;
+pub(crate) mod per_ip;
+pub mod ports;
+pub mod privileges;
+pub mod proxy;
+pub mod systemd;
+pub mod timesync;
+
 pub use shared::Stats;
 
 use shared::Shared;
@@ -30,8 +39,8 @@ use tracing::{info, warn};
 
 use crate::clock::LocalClock;
 use crate::config::ServerConfig;
-use crate::metrics::{self, Gauges, Metrics};
 use crate::service::Service;
+use metrics::{Gauges, Metrics};
 
 /// A handle to read a running server's counts.
 #[derive(Clone)]

@@ -118,7 +118,8 @@ impl PerIp {
     }
 
     /// Addresses with open connections now.
-    pub fn addresses(&self) -> usize {
+    #[cfg(test)]
+    fn addresses(&self) -> usize {
         self.table.lock().map(|t| t.open.len()).unwrap_or(0)
     }
 }
