@@ -18,7 +18,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most concurrent sessions from one address (an IPv4 address or an IPv6 /64); further ones
     /// get `ERR too many connections from your address`. `None`: worked out from
-    /// `max_connections` ([`crate::per_ip::auto_limit`]); `Some(0)`: no per-address limit.
+    /// `max_connections` ([`ServerConfig::per_ip_limit`]); `Some(0)`: no per-address limit.
     pub max_connections_per_ip: Option<usize>,
     /// Close a session with no complete request for this long.
     pub idle_timeout: Duration,
@@ -150,11 +150,17 @@ impl ServerConfig {
     /// The per-address limit in force: `None` when it is off.
     pub fn per_ip_limit(&self) -> Option<usize> {
         match self.max_connections_per_ip {
-            None => Some(crate::per_ip::auto_limit(self.max_connections)),
+            None => Some(auto_limit(self.max_connections)),
             Some(0) => None,
             Some(n) => Some(n),
         }
     }
+}
+
+/// The default per-address limit for a connection limit: the larger of a quarter of it and
+/// `min(it, 16)`, so no single address can lock the others out while normal use never notices.
+fn auto_limit(max_connections: usize) -> usize {
+    (max_connections / 4).max(max_connections.min(16))
 }
 
 /// Most bytes discarded while lingering after a close.
@@ -255,6 +261,16 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_automatic_limit_is_a_quarter_but_never_below_sixteen_or_the_total() {
+        assert_eq!(auto_limit(100), 25);
+        assert_eq!(auto_limit(19_744), 4_936);
+        assert_eq!(auto_limit(3), 3);
+        assert_eq!(auto_limit(40), 16);
+        assert_eq!(auto_limit(64), 16);
+        assert_eq!(auto_limit(68), 17);
+    }
 
     #[test]
     fn every_setting_is_checked_against_its_range() {
