@@ -80,15 +80,15 @@ pub struct ConfigError {
 
 /// Longest request line a server may be configured for: a request is a few bytes, and each
 /// connection may hold this much of a partial line.
-pub const MAX_LINE_LIMIT: usize = 64 * 1024;
+const MAX_LINE_LIMIT: usize = 64 * 1024;
 /// Largest output cap: replies waiting for one client.
-pub const MAX_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
+const MAX_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
 /// Most connections a server may be configured for.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 /// Most event loops.
-pub const MAX_THREADS: usize = 1024;
+const MAX_THREADS: usize = 1024;
 /// Longest timeout, grace or wait: past a day is a typo, not a setting.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 impl ServerConfig {
     /// Checks every setting against its documented range, before anything starts. Zero has one
@@ -164,7 +164,7 @@ fn auto_limit(max_connections: usize) -> usize {
 }
 
 /// Most bytes discarded while lingering after a close.
-pub const LINGER_MAX_BYTES: usize = 64 * 1024;
+pub(crate) const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 /// The connection limit that fits in `open_files` descriptors, keeping some free.
 pub fn connections_for_open_files(open_files: u64) -> usize {
