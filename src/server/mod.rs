@@ -15,6 +15,9 @@ mod deadlines;
 mod shared;
 mod worker;
 
+// Around the event loops: binding (listener, ports), PROXY headers, the per-address limit,
+// metrics, clock health, systemd, dropping root. lib.rs re-exports the public ones under their
+// short names (`jam::metrics`…); per_ip is the crate's own.
 pub mod listener;
 pub mod metrics;
 pub(crate) mod per_ip;
