@@ -18,6 +18,18 @@ mod deadlines;
 mod shared;
 mod worker;
 
+// Around the event loops: binding (listener, ports), PROXY headers, the per-address limit,
+// metrics, clock health, systemd, dropping root. lib.rs re-exports the public ones under their
+// short names (`jam::metrics`…); per_ip is the crate's own.
+pub mod listener;
+pub mod metrics;
+pub(crate) mod per_ip;
+pub mod ports;
+pub mod privileges;
+pub mod proxy;
+pub mod systemd;
+pub mod timesync;
+
 pub use shared::Stats;
 
 use shared::Shared;
@@ -33,8 +45,8 @@ use tracing::{info, warn};
 
 use crate::clock::LocalClock;
 use crate::config::ServerConfig;
-use crate::metrics::{self, Gauges, Metrics};
 use crate::service::Service;
+use metrics::{Gauges, Metrics};
 
 /// A handle to read a running server's counts.
 #[derive(Clone)]

@@ -128,7 +128,7 @@ pub fn parse(text: &str, purpose: Use) -> Result<HostPort, AddressError> {
 
 /// Whether `text` names a port (`host:1`, `[::1]:1`), as opposed to a host alone (`host`, `::1`,
 /// `[::1]`).
-pub fn names_port(text: &str) -> bool {
+pub(crate) fn names_port(text: &str) -> bool {
     let text = text.trim();
     match text.strip_prefix('[') {
         Some(rest) => rest.contains("]:"),

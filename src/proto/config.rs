@@ -18,7 +18,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most concurrent sessions from one address (an IPv4 address or an IPv6 /64); further ones
     /// get `ERR too many connections from your address`. `None`: worked out from
-    /// `max_connections` ([`crate::per_ip::auto_limit`]); `Some(0)`: no per-address limit.
+    /// `max_connections` ([`ServerConfig::per_ip_limit`]); `Some(0)`: no per-address limit.
     pub max_connections_per_ip: Option<usize>,
     /// Close a session with no complete request for this long.
     pub idle_timeout: Duration,
@@ -80,15 +80,15 @@ pub struct ConfigError {
 
 /// Longest request line a server may be configured for: a request is a few bytes, and each
 /// connection may hold this much of a partial line.
-pub const MAX_LINE_LIMIT: usize = 64 * 1024;
+const MAX_LINE_LIMIT: usize = 64 * 1024;
 /// Largest output cap: replies waiting for one client.
-pub const MAX_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
+const MAX_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
 /// Most connections a server may be configured for.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 /// Most event loops.
-pub const MAX_THREADS: usize = 1024;
+const MAX_THREADS: usize = 1024;
 /// Longest timeout, grace or wait: past a day is a typo, not a setting.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 impl ServerConfig {
     /// Checks every setting against its documented range, before anything starts. Zero has one
@@ -150,15 +150,21 @@ impl ServerConfig {
     /// The per-address limit in force: `None` when it is off.
     pub fn per_ip_limit(&self) -> Option<usize> {
         match self.max_connections_per_ip {
-            None => Some(crate::per_ip::auto_limit(self.max_connections)),
+            None => Some(auto_limit(self.max_connections)),
             Some(0) => None,
             Some(n) => Some(n),
         }
     }
 }
 
+/// The default per-address limit for a connection limit: the larger of a quarter of it and
+/// `min(it, 16)`, so no single address can lock the others out while normal use never notices.
+fn auto_limit(max_connections: usize) -> usize {
+    (max_connections / 4).max(max_connections.min(16))
+}
+
 /// Most bytes discarded while lingering after a close.
-pub const LINGER_MAX_BYTES: usize = 64 * 1024;
+pub(crate) const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 /// The connection limit that fits in `open_files` descriptors, keeping some free.
 pub fn connections_for_open_files(open_files: u64) -> usize {
@@ -255,6 +261,16 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_automatic_limit_is_a_quarter_but_never_below_sixteen_or_the_total() {
+        assert_eq!(auto_limit(100), 25);
+        assert_eq!(auto_limit(19_744), 4_936);
+        assert_eq!(auto_limit(3), 3);
+        assert_eq!(auto_limit(40), 16);
+        assert_eq!(auto_limit(64), 16);
+        assert_eq!(auto_limit(68), 17);
+    }
 
     #[test]
     fn every_setting_is_checked_against_its_range() {

@@ -14,7 +14,7 @@ use crate::config::format_duration;
 use crate::ports;
 
 /// Pending-connection queue length (memcached uses 1024; the kernel caps it at somaxconn).
-pub const BACKLOG: i32 = 1024;
+const BACKLOG: i32 = 1024;
 
 /// Errors binding a listener.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,7 @@ pub enum BindError {
 /// Binds `addr` like [`bind`]; while the port is in use but nothing listens on it, retries every
 /// second for up to `wait`, logging once. Gives up at once when another server listens there,
 /// when `wait` is zero, or where the kernel's tables cannot tell (not Linux).
-pub async fn bind_waiting(
+async fn bind_waiting(
     addr: SocketAddr,
     v6_only: bool,
     reuse_port: bool,
@@ -173,7 +173,7 @@ pub fn listen(bound: Vec<Bound>) -> Result<Vec<std::net::TcpListener>, BindError
 /// not listen yet (see [`Bound`]). An IPv6 wildcard address accepts IPv4 too unless `v6_only`.
 /// With `reuse_port` (SO_REUSEPORT), several processes may listen on the same address; the kernel
 /// spreads new connections over them.
-pub fn bind(addr: SocketAddr, v6_only: bool, reuse_port: bool) -> Result<Bound, BindError> {
+fn bind(addr: SocketAddr, v6_only: bool, reuse_port: bool) -> Result<Bound, BindError> {
     let fail = |source| BindError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;

@@ -51,7 +51,7 @@ impl LineEnd {
 /// come. A CR right after an LF that has no CR before it is taken into that line: a server that
 /// writes `\n\r` would otherwise start every later line with a stray CR. Readers must call this
 /// with all the bytes they hold, so the CR is seen when it came in the same segment.
-pub fn line_len(buf: &[u8]) -> Option<usize> {
+pub(crate) fn line_len(buf: &[u8]) -> Option<usize> {
     let lf = memchr::memchr(b'\n', buf)?;
     let after_cr = lf > 0 && buf[lf - 1] == b'\r';
     Some(if !after_cr && buf.get(lf + 1) == Some(&b'\r') {
@@ -111,7 +111,7 @@ pub enum Prefix {
 /// Bytes as a string literal a student can read: `\r`, `\n`, `\t`, `\"`, `\\` and `\xNN` for
 /// other control bytes and invalid UTF-8; cut after 120 characters with `...`. Every client tool
 /// shows a server's bytes with this one function.
-pub fn show(bytes: &[u8]) -> String {
+pub(crate) fn show(bytes: &[u8]) -> String {
     const MAX: usize = 120;
     let mut out = String::new();
     for chunk in bytes.utf8_chunks() {
@@ -263,7 +263,7 @@ pub enum Difference {
 
 impl Difference {
     /// How a server's author fixes it, as a short imperative.
-    pub fn fix(&self) -> &'static str {
+    pub(crate) fn fix(&self) -> &'static str {
         match self {
             Difference::Date(_) => {
                 "send the time alone: format it with strftime(\"%H:%M:%S\"), without the date"
@@ -332,7 +332,8 @@ impl<'a> Reply<'a> {
     }
 
     /// The time, if this is an exact `JAM hh:mm:ss` CR LF reply.
-    pub fn exact_time(&self) -> Option<TimeOfDay> {
+    #[cfg(test)]
+    fn exact_time(&self) -> Option<TimeOfDay> {
         match self {
             Reply::Time(t) if t.is_exact() => Some(t.time),
             _ => None,

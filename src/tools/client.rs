@@ -19,7 +19,7 @@ use crate::reply::{LineEnd, Reply, TimeReply};
 pub const DEFAULT_TARGET: &str = "127.0.0.1:45000";
 
 /// Longest reply line the client accepts.
-pub const MAX_REPLY: usize = 4096;
+const MAX_REPLY: usize = 4096;
 
 /// Most bytes read (and thrown away) while waiting for the server to close after `QUIT`.
 const QUIT_DISCARD: usize = 64 * 1024;
@@ -39,7 +39,7 @@ pub enum QuitEnd {
 
 /// How long the client waits for more bytes after part of a line that has no line end yet; past
 /// that the bytes are taken as a reply without a line end (a server that forgot CR LF).
-pub const QUIET: Duration = Duration::from_secs(1);
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Why a client operation failed. Each kind has its own process exit code.
 #[derive(Debug, thiserror::Error)]
@@ -394,7 +394,7 @@ pub struct OffsetEstimate {
 /// samples narrows the offset to about one round-trip time, provided some samples straddle a
 /// second boundary of the server's clock; [`estimate_offset`] times its requests so that they do.
 #[derive(Debug, Clone, Copy)]
-pub struct OffsetBounds {
+struct OffsetBounds {
     lo: f64,
     hi: f64,
 }

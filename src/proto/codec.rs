@@ -134,14 +134,14 @@ impl Decoder {
     }
 
     /// Whether part of a line (or of a telnet command) has been received but not completed.
-    pub fn in_line(&self) -> bool {
+    pub(crate) fn in_line(&self) -> bool {
         (!self.line.is_empty() && !self.returned)
             || !matches!(self.state, State::Data | State::Failed)
     }
 
     /// Whether the decoder is between lines with nothing pending (no partial line, CR or telnet
     /// command), so that a complete line at the start of the next input decodes on its own.
-    pub fn at_line_start(&self) -> bool {
+    pub(crate) fn at_line_start(&self) -> bool {
         self.state == State::Data && self.received == 0 && (self.returned || self.line.is_empty())
     }
 

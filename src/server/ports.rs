@@ -10,19 +10,19 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The sysctl that keeps ports out of the ephemeral range.
-pub const RESERVED_PORTS_SYSCTL: &str = "net.ipv4.ip_local_reserved_ports";
+const RESERVED_PORTS_SYSCTL: &str = "net.ipv4.ip_local_reserved_ports";
 
 /// The file the jamd Debian package installs to reserve the default port at every boot.
 pub const SYSCTL_FILE: &str = "/usr/lib/sysctl.d/50-jamd.conf";
 
 /// How long Linux keeps a closed connection's port in TIME_WAIT, in seconds.
-pub const TIME_WAIT_SECS: u64 = 60;
+pub(crate) const TIME_WAIT_SECS: u64 = 60;
 
 const LISTEN: &str = "0A";
 
 /// Whether a socket listening on `addr`'s port could be what keeps `addr` from binding. `None`
 /// when the kernel's tables cannot be read (not Linux, or no `/proc`).
-pub fn listener_on(addr: SocketAddr) -> Option<bool> {
+pub(crate) fn listener_on(addr: SocketAddr) -> Option<bool> {
     let mut readable = false;
     let mut found = false;
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
@@ -91,7 +91,7 @@ pub fn ephemeral_range() -> Option<(u16, u16)> {
 }
 
 /// The ports reserved from the ephemeral range, as the kernel lists them (`45000,50000-50010`).
-pub fn reserved_ports() -> Option<String> {
+fn reserved_ports() -> Option<String> {
     let text = std::fs::read_to_string(format!(
         "/proc/sys/{}",
         RESERVED_PORTS_SYSCTL.replace('.', "/")
@@ -121,7 +121,7 @@ pub fn exposed(port: u16) -> Option<bool> {
 
 /// The command that reserves `ports`, keeping the reservations already in force: the sysctl is
 /// one list, and setting it replaces the whole list.
-pub fn reserve_command(ports: &[u16]) -> String {
+pub(crate) fn reserve_command(ports: &[u16]) -> String {
     reserve_command_with(&reserved_ports().unwrap_or_default(), ports)
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-pub use crate::reply::show;
+pub(crate) use crate::reply::show;
 
 /// A list of raw lines shown as escaped strings: `"JAM 01:02:03\r\n", "x\n"`.
 pub fn show_lines(lines: &[Vec<u8>]) -> String {

@@ -96,7 +96,7 @@ pub enum CaseId {
 
 impl CaseId {
     /// Every id, in the order the cases are reported.
-    pub const ALL: [CaseId; 16] = [
+    pub(crate) const ALL: [CaseId; 16] = [
         CaseId::Connect,
         CaseId::TimeFormat,
         CaseId::Repeat,
@@ -151,7 +151,7 @@ impl fmt::Display for CaseId {
 
 /// The clause of the assignment a case checks, in the course's words and in English.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clause {
+pub(crate) struct Clause {
     /// The clause as the course sheet numbers it (`1.c.i`), or where the rule comes from.
     pub source: &'static str,
     /// The course's own words (Indonesian), when the assignment states it.
@@ -182,7 +182,7 @@ pub enum Need {
 
 /// When a case runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Schedule {
+pub(crate) enum Schedule {
     /// First, alone: picks the address every other case uses.
     First,
     /// Next, one at a time, in catalogue order: what they find decides how the rest run.
@@ -232,13 +232,13 @@ impl CheckConfig {
     }
 
     /// Whether `--only`/`--skip` left case `id` in.
-    pub fn is_selected(&self, id: CaseId) -> bool {
+    pub(crate) fn is_selected(&self, id: CaseId) -> bool {
         self.selected.contains(&id)
     }
 
     /// The most time one target may take, whatever the server does: five waits for a reply that
     /// does not come, and 3 s for the fixed pauses, the clock measurement and `many-clients`.
-    pub fn budget(&self) -> Duration {
+    pub(crate) fn budget(&self) -> Duration {
         self.timeout * 5 + Duration::from_secs(3)
     }
 }
@@ -294,7 +294,7 @@ pub enum ReplyKind {
     Closed,
     /// The connection was reset.
     Reset,
-    /// More than [`READ_CAP`] bytes without a line end.
+    /// More than [`READ_CAP`](super::probe::READ_CAP) bytes without a line end.
     Flood,
     /// The request came back unchanged.
     Echo,
@@ -323,7 +323,7 @@ impl ReplyKind {
     }
 
     /// Whether the server answered with a line at all (enough to see concurrency).
-    pub fn is_line(&self) -> bool {
+    pub(crate) fn is_line(&self) -> bool {
         !matches!(
             self,
             ReplyKind::Nothing | ReplyKind::Closed | ReplyKind::Reset | ReplyKind::Flood

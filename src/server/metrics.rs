@@ -114,7 +114,7 @@ const COUNTS: usize = OFFSETS[FAMILIES.len()];
 /// Why a connection was turned away before being served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)] // the family's help says what each means
-pub enum Refusal {
+pub(crate) enum Refusal {
     Busy,
     ProxyHeader,
     PerIp,
@@ -131,7 +131,7 @@ impl Refusal {
 
 /// A request on a jam session, by command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
+pub(crate) enum RequestKind {
     /// A command of the protocol's table.
     Command(Command),
     /// Anything answered with an error line.
@@ -160,7 +160,7 @@ impl RequestKind {
 
 /// How an `accept()` failure is handled (and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcceptError {
+pub(crate) enum AcceptError {
     /// The process or system is out of something (descriptors, memory): pause, then retry.
     Resources,
     /// Only the connection being accepted failed: accept the next one at once.
@@ -174,7 +174,7 @@ impl AcceptError {
 /// Everything counted: one label value of one family. The enums that name events in the logs
 /// ([`CloseReason`], [`ErrorKind`], [`Service`]) are the labels here too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Count {
+pub(crate) enum Count {
     /// A connection accepted and served.
     Accepted(Service),
     /// A connection turned away.
@@ -278,12 +278,12 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Adds `n` to `count`.
-    pub fn add(&self, count: Count, n: u64) {
+    pub(crate) fn add(&self, count: Count, n: u64) {
         self.with_shard(|shard| shard.add(count, n));
     }
 
     /// Adds several counts with one shard lookup.
-    pub fn add_all(&self, counts: &[(Count, u64)]) {
+    pub(crate) fn add_all(&self, counts: &[(Count, u64)]) {
         self.with_shard(|shard| {
             for &(count, n) in counts {
                 if n != 0 {
@@ -310,7 +310,7 @@ impl Metrics {
     }
 
     /// The total of `count` over every thread.
-    pub fn total(&self, count: Count) -> u64 {
+    pub(crate) fn total(&self, count: Count) -> u64 {
         self.total_at(count.index())
     }
 
@@ -345,7 +345,7 @@ impl Metrics {
 
 /// Gauges read from the server at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// Sessions open now.
     pub active: usize,
     /// The connection limit.
@@ -353,7 +353,7 @@ pub struct Gauges {
 }
 
 /// Renders the metrics in the Prometheus text exposition format (version 0.0.4).
-pub fn render(metrics: &Metrics, gauges: Gauges) -> String {
+pub(crate) fn render(metrics: &Metrics, gauges: Gauges) -> String {
     match snapshot(metrics, gauges) {
         Ok(registry) => {
             let mut out = String::new();
@@ -367,7 +367,7 @@ pub fn render(metrics: &Metrics, gauges: Gauges) -> String {
 }
 
 /// The content type of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A registry holding this moment's values. Building one per scrape (every few seconds at most)
 /// keeps the hot path free of the registry's locks and hash maps: requests only touch shards.

@@ -41,7 +41,7 @@ impl fmt::Display for Service {
 }
 
 /// Seconds from RFC 868's epoch, 1900-01-01 00:00 UTC, to the Unix epoch.
-pub const SECONDS_1900_TO_1970: i64 = 2_208_988_800;
+const SECONDS_1900_TO_1970: i64 = 2_208_988_800;
 
 /// The RFC 868 answer for `now`: seconds since 1900 as 32 bits, big-endian.
 ///
@@ -49,7 +49,7 @@ pub const SECONDS_1900_TO_1970: i64 = 2_208_988_800;
 /// "era"), so the answer is the time modulo 2^32 s (about 136 years). A client that assumes the
 /// first era reads a wrapped value as 1900; the remedy, as in NTP, is to read small values as the
 /// next era.
-pub fn rfc868_answer(now: Timestamp) -> [u8; 4] {
+pub(crate) fn rfc868_answer(now: Timestamp) -> [u8; 4] {
     let since_1900 = now.as_second() + SECONDS_1900_TO_1970;
     let wrapped = since_1900.rem_euclid(1 << 32);
     u32::try_from(wrapped).unwrap_or(0).to_be_bytes()
@@ -60,7 +60,7 @@ pub fn rfc868_answer(now: Timestamp) -> [u8; 4] {
 ///
 /// RFC 867 leaves the format free; this one is unambiguous for people (weekday, day, month name,
 /// four-digit year, 24-hour time) and carries the UTC offset, so scripts can parse it too.
-pub fn daytime_answer(now: Timestamp, zone: &TimeZone) -> String {
+pub(crate) fn daytime_answer(now: Timestamp, zone: &TimeZone) -> String {
     let zoned = now.to_zoned(zone.clone());
     format!(
         "{} ({})\r\n",

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 /// Above this maximum error a synchronised clock is still reported as inaccurate: replies have
 /// one-second resolution, and `jam offset` promises well under a second.
-pub const MAX_ERROR_TOLERATED: Duration = Duration::from_millis(500);
+const MAX_ERROR_TOLERATED: Duration = Duration::from_millis(500);
 
 /// One reading of the kernel's clock-synchronisation state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +99,7 @@ pub struct ClockWatch {
 
 /// A log line the watcher wants written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// Whether it is a warning (otherwise informational).
     pub warning: bool,
     /// The message.
@@ -113,7 +113,7 @@ impl ClockWatch {
     }
 
     /// Takes one reading; returns a report on the first reading and whenever the health changes.
-    pub fn observe(&mut self, reading: &io::Result<SyncState>) -> Option<Report> {
+    fn observe(&mut self, reading: &io::Result<SyncState>) -> Option<Report> {
         let health = match reading {
             Ok(state) => state.health(),
             Err(_) => Health::Unknown,

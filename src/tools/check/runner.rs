@@ -43,11 +43,11 @@ pub struct Case {
     /// What is checked, in one line.
     pub title: &'static str,
     /// The assignment clause it checks.
-    pub clause: Clause,
+    pub(crate) clause: Clause,
     /// What it needs from the cases before it.
     pub needs: &'static [Need],
     /// When it runs.
-    pub schedule: Schedule,
+    pub(crate) schedule: Schedule,
     /// How it runs.
     pub(crate) run: Run,
 }

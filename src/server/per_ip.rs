@@ -118,7 +118,8 @@ impl PerIp {
     }
 
     /// Addresses with open connections now.
-    pub fn addresses(&self) -> usize {
+    #[cfg(test)]
+    fn addresses(&self) -> usize {
         self.table.lock().map(|t| t.open.len()).unwrap_or(0)
     }
 }
@@ -142,28 +143,12 @@ impl Drop for PerIpGuard {
     }
 }
 
-/// The default per-address limit for a connection limit: the larger of a quarter of it and
-/// `min(it, 16)`, so no single address can lock the others out while normal use never notices.
-pub fn auto_limit(max_connections: usize) -> usize {
-    (max_connections / 4).max(max_connections.min(16))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("an address")
-    }
-
-    #[test]
-    fn the_automatic_limit_is_a_quarter_but_never_below_sixteen_or_the_total() {
-        assert_eq!(auto_limit(100), 25);
-        assert_eq!(auto_limit(19_744), 4_936);
-        assert_eq!(auto_limit(3), 3);
-        assert_eq!(auto_limit(40), 16);
-        assert_eq!(auto_limit(64), 16);
-        assert_eq!(auto_limit(68), 17);
     }
 
     #[test]

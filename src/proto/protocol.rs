@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use crate::clock::TimeOfDay;
 
 /// Length in bytes of a `JAM hh:mm:ss\r\n` reply.
-pub const TIME_REPLY_LEN: usize = 14;
+const TIME_REPLY_LEN: usize = 14;
 
 /// Longest echo of a client's word inside an error line, in characters.
 pub const MAX_ECHO_CHARS: usize = 32;
@@ -76,7 +76,7 @@ pub struct CommandSpec {
 }
 
 /// Every command, in [`Command`]'s order.
-pub const COMMANDS: [CommandSpec; 2] = [
+pub(crate) const COMMANDS: [CommandSpec; 2] = [
     CommandSpec {
         command: Command::Time,
         name: "TIME",
@@ -262,7 +262,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order (`ALL[k as usize] == k`).
-    pub const ALL: [ErrorKind; 9] = [
+    pub(crate) const ALL: [ErrorKind; 9] = [
         ErrorKind::UnknownCommand,
         ErrorKind::ExtraArguments,
         ErrorKind::NotHttp,
@@ -307,7 +307,7 @@ impl ErrorReply<'_> {
     }
 
     /// Appends the full error line, `ERR …\r\n`, to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"ERR ");
         match *self {
             ErrorReply::UnknownCommand(word) => {
@@ -361,7 +361,7 @@ impl ErrorReply<'_> {
 /// Writes `word` in a form that is safe to echo: printable UTF-8 as is, control characters,
 /// `"`, `\` and invalid UTF-8 as escapes (`\x00`, `\"`, `\\`, `\xC3`), at most [`MAX_ECHO_CHARS`]
 /// characters in all, ending in `...` when cut.
-pub fn escape_word(word: &[u8], out: &mut String) {
+pub(crate) fn escape_word(word: &[u8], out: &mut String) {
     let total: usize = tokens(word).map(|t| t.chars).sum();
     let budget = if total <= MAX_ECHO_CHARS {
         total

@@ -813,12 +813,12 @@ pub fn loopback_sources(target: SocketAddr, n: u8) -> Vec<IpAddr> {
 }
 
 /// CPU time (user + system) used by this process so far, from /proc (zero where unavailable).
-pub fn process_cpu_time() -> Duration {
+fn process_cpu_time() -> Duration {
     cpu_time_of("self")
 }
 
 /// CPU time (user + system) used so far by process `pid` (a number or `self`), from /proc.
-pub fn cpu_time_of(pid: &str) -> Duration {
+fn cpu_time_of(pid: &str) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };

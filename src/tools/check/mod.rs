@@ -18,13 +18,13 @@
 mod cases;
 mod catalogue;
 pub mod client;
-pub mod diagnose;
-pub mod display;
+mod diagnose;
+mod display;
 pub mod grade;
 pub mod live;
 mod model;
 pub mod page;
-pub mod probe;
+mod probe;
 pub mod report;
 mod runner;
 
@@ -33,8 +33,8 @@ use std::time::Duration;
 
 pub use catalogue::{CATALOGUE, cases_help, cases_markdown};
 pub use model::{
-    CaseId, CheckConfig, Clause, Graded, Level, Need, Outcome, ReplyKind, Schedule, SkipReason,
-    Status, Tally, TargetSpec, case_list,
+    CaseId, CheckConfig, Graded, Level, Need, Outcome, ReplyKind, SkipReason, Status, Tally,
+    TargetSpec, case_list,
 };
 pub use runner::{Case, CaseResult, TargetReport};
 
@@ -89,7 +89,7 @@ pub fn server_run<'a>(
 }
 
 /// Checks one server.
-pub async fn check_target(spec: TargetSpec, config: &CheckConfig) -> TargetReport {
+async fn check_target(spec: TargetSpec, config: &CheckConfig) -> TargetReport {
     let started = tokio::time::Instant::now();
     let resolved = match Target::parse(&spec.target) {
         Ok(target) => {

@@ -119,7 +119,7 @@ impl Points {
 
 /// A server's score: the points of the cases it passed, of the points of every selected case.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Score {
+pub(crate) struct Score {
     /// Points earned.
     pub earned: f64,
     /// Points possible.
@@ -133,7 +133,7 @@ impl fmt::Display for Score {
 }
 
 /// One case's points: what it earned, of what it was worth (`None` when not selected).
-pub fn case_points<C: Graded>(
+pub(crate) fn case_points<C: Graded>(
     result: &super::model::CaseResult<C>,
     points: &Points,
 ) -> Option<(f64, f64)> {
@@ -151,7 +151,7 @@ pub fn case_points<C: Graded>(
 
 /// A server's score. A server that could not be checked earns nothing of the same maximum, so
 /// every row of a class has the same maximum.
-pub fn score<C: Graded>(report: &TargetReport<C>, points: &Points) -> Score {
+pub(crate) fn score<C: Graded>(report: &TargetReport<C>, points: &Points) -> Score {
     let mut score = Score {
         earned: 0.0,
         max: 0.0,
@@ -164,7 +164,7 @@ pub fn score<C: Graded>(report: &TargetReport<C>, points: &Points) -> Score {
 }
 
 /// A number of points as people write it: `2`, `0.5`, `2.25` (at most two decimals).
-pub fn number(n: f64) -> String {
+pub(crate) fn number(n: f64) -> String {
     let text = format!("{n:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

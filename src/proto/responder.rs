@@ -104,7 +104,7 @@ impl CloseReason {
     }
 
     /// The reason a failed read or write gives.
-    pub fn from_error(e: &io::Error) -> Self {
+    pub(crate) fn from_error(e: &io::Error) -> Self {
         match e.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
@@ -114,7 +114,7 @@ impl CloseReason {
     }
 
     /// Whether the server still owes the client its pending output and an orderly close.
-    pub fn closes_gracefully(self) -> bool {
+    pub(crate) fn closes_gracefully(self) -> bool {
         !matches!(
             self,
             CloseReason::WriteTimeout
@@ -184,17 +184,12 @@ impl Responder {
     }
 
     /// What was answered since the last call, resetting the tally.
-    pub fn take_tally(&mut self) -> Tally {
+    pub(crate) fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
     }
 
-    /// Continues a count from an earlier responder of the same session.
-    pub fn set_requests(&mut self, requests: u64) {
-        self.requests = requests;
-    }
-
     /// Whether part of a line has been received but not completed.
-    pub fn in_line(&self) -> bool {
+    pub(crate) fn in_line(&self) -> bool {
         self.decoder.in_line()
     }
 
@@ -540,14 +535,6 @@ mod tests {
         r.respond(b"ME\r\n", &mut out, &clock(), usize::MAX);
         assert!(!r.in_line());
         assert_eq!(r.held(), 0);
-    }
-
-    #[test]
-    fn a_responder_continues_the_request_count_it_is_given() {
-        let mut r = Responder::new(1024, Span::none());
-        r.set_requests(41);
-        r.respond(b"TIME\r\n", &mut Vec::new(), &clock(), usize::MAX);
-        assert_eq!(r.requests(), 42);
     }
 
     #[test]
