@@ -929,25 +929,44 @@ mod tests {
         full: bool,
         shut: bool,
         closed: bool,
+        /// How much each read asked for.
+        reads: Vec<usize>,
+    }
+
+    /// A server with `config` whose clock reads 08:05:09 UTC.
+    fn server(config: ServerConfig) -> Arc<Shared> {
+        let at = "2026-01-01T08:05:09Z".parse().expect("timestamp");
+        let clock = LocalClock::new(
+            Arc::new(ManualClock::new(at)),
+            zone_by_name("UTC").expect("zone"),
+        );
+        Arc::new(Shared::new(config, clock))
+    }
+
+    fn peer() -> SocketAddr {
+        "192.0.2.7:50000".parse().expect("address")
     }
 
     impl Wire {
         /// A connection accepted at `T0` on a jam listener of a server with `config`.
         fn accept(config: ServerConfig) -> Wire {
-            let at = "2026-01-01T08:05:09Z".parse().expect("timestamp");
-            let clock = LocalClock::new(
-                Arc::new(ManualClock::new(at)),
-                zone_by_name("UTC").expect("zone"),
-            );
-            let shared = Arc::new(Shared::new(config, clock));
-            let peer: SocketAddr = "192.0.2.7:50000".parse().expect("address");
-            let Admission::Admitted { slot, per_ip } = at_accept(&shared, peer, Service::Jam, T0)
+            Wire::accept_on(&server(config), Service::Jam)
+        }
+
+        /// A connection accepted at `T0` on a `service` listener of `shared`'s server.
+        fn accept_on(shared: &Arc<Shared>, service: Service) -> Wire {
+            let Admission::Admitted { slot, per_ip } = at_accept(shared, peer(), service, T0)
             else {
                 panic!("admitted");
             };
-            let conn = Connection::accepted(&shared, peer, Service::Jam, slot, per_ip, T0);
+            let conn = Connection::accepted(shared, peer(), service, slot, per_ip, T0);
+            Wire::over(shared, conn)
+        }
+
+        /// The simulated socket of `conn`, then what it asks done.
+        fn over(shared: &Arc<Shared>, conn: Connection) -> Wire {
             let mut wire = Wire {
-                shared,
+                shared: shared.clone(),
                 conn,
                 now: T0,
                 queue: VecDeque::new(),
@@ -955,6 +974,7 @@ mod tests {
                 full: false,
                 shut: false,
                 closed: false,
+                reads: Vec::new(),
             };
             wire.run();
             wire
@@ -971,18 +991,21 @@ mod tests {
                         self.sent.extend_from_slice(bytes);
                         self.conn.wrote(n, now);
                     }
-                    Action::Read(max) => match self.queue.pop_front() {
-                        Some(Some(mut chunk)) => {
-                            if chunk.len() > max {
-                                self.queue.push_front(Some(chunk.split_off(max)));
+                    Action::Read(max) => {
+                        self.reads.push(max);
+                        match self.queue.pop_front() {
+                            Some(Some(mut chunk)) => {
+                                if chunk.len() > max {
+                                    self.queue.push_front(Some(chunk.split_off(max)));
+                                }
+                                let drained = self.queue.is_empty();
+                                self.conn
+                                    .received(&chunk, drained, shared, now, &shared.clock);
                             }
-                            let drained = self.queue.is_empty();
-                            self.conn
-                                .received(&chunk, drained, shared, now, &shared.clock);
+                            Some(None) => self.conn.eof(shared, now),
+                            None => self.conn.read_empty(now),
                         }
-                        Some(None) => self.conn.eof(shared, now),
-                        None => self.conn.read_empty(now),
-                    },
+                    }
                     Action::ShutdownWrite => {
                         self.shut = true;
                         self.conn.shut(true, shared, now);
@@ -1334,5 +1357,77 @@ mod tests {
         w.client_reads();
         assert_eq!(w.take_sent(), TIME_REPLY.repeat(2));
         assert_eq!(w.conn.out.capacity(), 0);
+    }
+
+    #[test]
+    fn one_read_per_request_when_a_read_drains_the_socket_and_bytes_are_counted() {
+        let mut w = Wire::accept(ServerConfig::default());
+        w.reads.clear();
+        for _ in 0..3 {
+            w.send(b"TIME\r\n");
+        }
+        assert_eq!(w.take_sent(), TIME_REPLY.repeat(3));
+        assert_eq!(w.reads.len(), 3, "no read after one that drained the socket");
+        w.send(b"QUIT\r\n");
+        w.client_closes();
+        let received = w.shared.metrics.total(Count::ReceivedBytes);
+        assert_eq!(received, 3 * 6 + 6);
+    }
+
+    #[test]
+    fn a_proxy_header_is_read_at_most_its_longest_at_a_time_and_then_the_session_starts() {
+        let shared = server(ServerConfig {
+            proxy_protocol: true,
+            ..ServerConfig::default()
+        });
+        let mut w = Wire::accept_on(&shared, Service::Jam);
+        assert_eq!(w.reads, [proxy::MAX_HEADER], "nothing past a header's longest");
+        w.reads.clear();
+        w.queue.push_back(Some(b"PROXY TCP4 ".to_vec()));
+        w.send(b"198.51.100.1 198.51.100.2 5000 45000\r\nTIME\r\n");
+        assert_eq!(w.reads[..2], [proxy::MAX_HEADER, proxy::MAX_HEADER - 11]);
+        assert_eq!(w.take_sent(), TIME_REPLY);
+        assert_eq!(w.conn.peer.to_string(), "198.51.100.1:5000", "the client it names");
+    }
+
+    #[test]
+    fn rfc868_and_daytime_answer_once_then_take_the_close_path() {
+        let shared = server(ServerConfig::default());
+        let mut time = Wire::accept_on(&shared, Service::Time);
+        // 2026-01-01T08:05:09Z is 3,976,243,509 seconds after 1900.
+        assert_eq!(time.sent, 3_976_243_509_u32.to_be_bytes());
+        assert!(time.shut);
+        let mut daytime = Wire::accept_on(&shared, Service::Daytime);
+        let line = daytime.take_sent();
+        assert!(line.ends_with("08:05:09 +00:00 (UTC)\r\n"), "{line:?}");
+        time.client_closes();
+        daytime.client_closes();
+        assert_eq!(shared.metrics.total(Count::Closed(CloseReason::Answered)), 2);
+        let ids = (time.conn.id(), daytime.conn.id());
+        assert_eq!(ids, (1, 2), "numbered in accept order");
+    }
+
+    #[test]
+    fn a_refusal_sends_its_line_and_lingers_only_while_few_do() {
+        let shared = server(ServerConfig::default());
+        let refuse = || {
+            let conn = Connection::refused(&shared, peer(), Some(ErrorReply::ServerBusy), T0);
+            Wire::over(&shared, conn)
+        };
+        let mut lingering: Vec<Wire> = (0..MAX_LINGERING_REFUSALS).map(|_| refuse()).collect();
+        for w in &mut lingering {
+            assert_eq!(w.take_sent(), reply(ErrorReply::ServerBusy));
+            assert!(w.shut && !w.closed, "lingers");
+            assert_eq!(w.conn.id(), 0, "a refusal has no number");
+        }
+        let mut past_cap = refuse();
+        assert_eq!(past_cap.take_sent(), reply(ErrorReply::ServerBusy));
+        assert!(past_cap.closed, "past the cap a refusal closes once its line is out");
+        drop(past_cap);
+        lingering.pop();
+        let mut again = refuse();
+        assert!(!again.closed, "a place was given back");
+        again.client_closes();
+        assert_eq!(shared.metrics.total(Count::Error(ErrorKind::ServerBusy)), 34);
     }
 }
