@@ -1367,11 +1367,17 @@ mod tests {
             w.send(b"TIME\r\n");
         }
         assert_eq!(w.take_sent(), TIME_REPLY.repeat(3));
-        assert_eq!(w.reads.len(), 3, "no read after one that drained the socket");
+        assert_eq!(
+            w.reads.len(),
+            3,
+            "no read after one that drained the socket"
+        );
         w.send(b"QUIT\r\n");
         w.client_closes();
         let received = w.shared.metrics.total(Count::ReceivedBytes);
         assert_eq!(received, 3 * 6 + 6);
+        let sent = w.shared.metrics.total(Count::SentBytes);
+        assert_eq!(sent, 3 * TIME_REPLY.len() as u64);
     }
 
     #[test]
@@ -1381,13 +1387,21 @@ mod tests {
             ..ServerConfig::default()
         });
         let mut w = Wire::accept_on(&shared, Service::Jam);
-        assert_eq!(w.reads, [proxy::MAX_HEADER], "nothing past a header's longest");
+        assert_eq!(
+            w.reads,
+            [proxy::MAX_HEADER],
+            "nothing past a header's longest"
+        );
         w.reads.clear();
         w.queue.push_back(Some(b"PROXY TCP4 ".to_vec()));
         w.send(b"198.51.100.1 198.51.100.2 5000 45000\r\nTIME\r\n");
         assert_eq!(w.reads[..2], [proxy::MAX_HEADER, proxy::MAX_HEADER - 11]);
         assert_eq!(w.take_sent(), TIME_REPLY);
-        assert_eq!(w.conn.peer.to_string(), "198.51.100.1:5000", "the client it names");
+        assert_eq!(
+            w.conn.peer.to_string(),
+            "198.51.100.1:5000",
+            "the client it names"
+        );
     }
 
     #[test]
@@ -1402,7 +1416,10 @@ mod tests {
         assert!(line.ends_with("08:05:09 +00:00 (UTC)\r\n"), "{line:?}");
         time.client_closes();
         daytime.client_closes();
-        assert_eq!(shared.metrics.total(Count::Closed(CloseReason::Answered)), 2);
+        assert_eq!(
+            shared.metrics.total(Count::Closed(CloseReason::Answered)),
+            2
+        );
         let ids = (time.conn.id(), daytime.conn.id());
         assert_eq!(ids, (1, 2), "numbered in accept order");
     }
@@ -1422,12 +1439,18 @@ mod tests {
         }
         let mut past_cap = refuse();
         assert_eq!(past_cap.take_sent(), reply(ErrorReply::ServerBusy));
-        assert!(past_cap.closed, "past the cap a refusal closes once its line is out");
+        assert!(
+            past_cap.closed,
+            "past the cap a refusal closes once its line is out"
+        );
         drop(past_cap);
         lingering.pop();
         let mut again = refuse();
         assert!(!again.closed, "a place was given back");
         again.client_closes();
-        assert_eq!(shared.metrics.total(Count::Error(ErrorKind::ServerBusy)), 34);
+        assert_eq!(
+            shared.metrics.total(Count::Error(ErrorKind::ServerBusy)),
+            34
+        );
     }
 }

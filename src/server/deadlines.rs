@@ -495,6 +495,10 @@ mod tests {
 
     #[test]
     fn a_limit_that_is_off_never_fires_however_late_it_starts() {
+        // 18,446,744,074 s: just past what u64 nanoseconds hold (not Duration::MAX, whose
+        // nanoseconds wrap to exactly u64::MAX).
+        let past_u64 = Duration::from_secs(u64::MAX / 1_000_000_000 + 1);
+        assert_eq!(T0 + past_u64, Tick::NEVER, "saturates");
         let late = Tick::from_nanos(u64::MAX - 5);
         assert_eq!(late + Span::limit(Duration::ZERO), Tick::NEVER);
         assert_eq!(
