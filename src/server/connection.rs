@@ -931,6 +931,10 @@ mod tests {
         closed: bool,
         /// How much each read asked for.
         reads: Vec<usize>,
+        /// The client reset the connection: reads and writes fail.
+        reset: bool,
+        /// Shutting down the sending side fails.
+        shutdown_fails: bool,
     }
 
     /// A server with `config` whose clock reads 08:05:09 UTC.
@@ -975,6 +979,8 @@ mod tests {
                 shut: false,
                 closed: false,
                 reads: Vec::new(),
+                reset: false,
+                shutdown_fails: false,
             };
             wire.run();
             wire
@@ -983,8 +989,16 @@ mod tests {
         /// Performs what the connection asks until it waits or closes.
         fn run(&mut self) {
             let (shared, now) = (&self.shared, self.now);
-            loop {
+            for step in 0.. {
+                assert!(
+                    step < 100_000,
+                    "the connection asks for the same thing forever"
+                );
+                let reset = io::Error::from(io::ErrorKind::ConnectionReset);
                 match self.conn.poll(shared, now, &shared.clock) {
+                    Action::Write(_) | Action::Read(_) if self.reset => {
+                        self.conn.failed(&reset, shared, now)
+                    }
                     Action::Write(_) if self.full => self.conn.write_blocked(),
                     Action::Write(bytes) => {
                         let n = bytes.len();
@@ -1007,8 +1021,8 @@ mod tests {
                         }
                     }
                     Action::ShutdownWrite => {
-                        self.shut = true;
-                        self.conn.shut(true, shared, now);
+                        self.shut = !self.shutdown_fails;
+                        self.conn.shut(self.shut, shared, now);
                     }
                     Action::Wait => return,
                     Action::Close => {
@@ -1452,5 +1466,64 @@ mod tests {
             shared.metrics.total(Count::Error(ErrorKind::ServerBusy)),
             34
         );
+    }
+
+    #[test]
+    fn a_reset_ends_the_session_at_once_and_is_counted_as_one() {
+        let mut w = Wire::accept(ServerConfig::default());
+        w.reset = true;
+        w.send(b"TIME\r\n");
+        assert!(w.closed && !w.shut, "nothing more can be sent");
+        assert_eq!(w.closed_for(CloseReason::Reset), 1);
+
+        // On the close path, a failed send is the reason too.
+        let mut w = Wire::accept(ServerConfig::default());
+        w.full = true;
+        w.send(b"TIME\r\nQUIT\r\n");
+        w.reset = true;
+        w.client_reads();
+        assert!(w.closed);
+        assert_eq!(w.closed_for(CloseReason::Reset), 1);
+        assert_eq!(w.closed_for(CloseReason::Quit), 0);
+    }
+
+    #[test]
+    fn no_linger_once_the_client_has_closed_or_the_shutdown_failed() {
+        let mut w = Wire::accept(ServerConfig::default());
+        w.queue.push_back(Some(b"TIME\r\n".to_vec()));
+        w.client_closes();
+        assert_eq!(w.take_sent(), TIME_REPLY);
+        assert!(
+            w.shut && w.closed,
+            "the client closed first: done once shut down"
+        );
+        assert_eq!(w.closed_for(CloseReason::ClientClosed), 1);
+
+        let mut w = Wire::accept(ServerConfig::default());
+        w.shutdown_fails = true;
+        w.send(b"QUIT\r\n");
+        assert!(w.closed, "cannot shut down: nothing to linger for");
+        assert_eq!(w.closed_for(CloseReason::Quit), 1);
+    }
+
+    #[test]
+    fn abandoned_when_the_grace_period_ends_a_connection_is_counted_once() {
+        let mut w = Wire::accept(ServerConfig::default());
+        w.send(b"TI");
+        w.conn.abandon(&w.shared, w.now);
+        w.run();
+        assert!(w.closed && !w.shut);
+        assert_eq!(w.closed_for(CloseReason::Shutdown), 1);
+        w.conn.abandon(&w.shared, w.now);
+        assert_eq!(w.closed_for(CloseReason::Shutdown), 1, "once");
+
+        let mut header = Wire::accept(ServerConfig {
+            proxy_protocol: true,
+            ..ServerConfig::default()
+        });
+        header.conn.abandon(&header.shared, header.now);
+        header.run();
+        assert!(header.closed);
+        assert_eq!(header.closed_for(CloseReason::Shutdown), 1);
     }
 }
