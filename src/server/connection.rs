@@ -1526,4 +1526,29 @@ mod tests {
         assert!(header.closed);
         assert_eq!(header.closed_for(CloseReason::Shutdown), 1);
     }
+
+    #[test]
+    fn a_crash_is_counted_once_and_only_for_a_connection_that_was_accepted() {
+        let shared = server(ServerConfig::default());
+        let internal = || shared.metrics.total(Count::Closed(CloseReason::Internal));
+        let serving = Wire::accept_on(&shared, Service::Jam);
+        serving.conn.crashed(&shared);
+        assert_eq!(internal(), 1);
+        let refusal = Wire::over(
+            &shared,
+            Connection::refused(&shared, peer(), Some(ErrorReply::ServerBusy), T0),
+        );
+        refusal.conn.crashed(&shared);
+        assert_eq!(internal(), 1, "a refusal was never counted as accepted");
+        let mut done = Wire::accept_on(&shared, Service::Jam);
+        done.send(b"QUIT\r\n");
+        done.client_closes();
+        assert!(done.closed);
+        done.conn.crashed(&shared);
+        assert_eq!(
+            internal(),
+            1,
+            "a finished connection was counted when it finished"
+        );
+    }
 }
