@@ -157,9 +157,13 @@ def live(url, mode_file, targets_file, new_line, interval, shot):
         driver.get(url)
         driver.execute_script("window.sameLoad = true")
 
+        # Read in one script: the page redraws the table when a round ends, which can happen
+        # between finding a cell and reading it (a stale element), never inside a script.
         def result_of(name):
-            cells = driver.find_elements(By.CSS_SELECTOR, f'#matrix tbody tr[data-target="{name}"] td.result')
-            return cells[0].text if cells else None
+            return driver.execute_script(
+                "const c = document.querySelector(arguments[0]);"
+                "return c ? c.textContent.trim() : null;",
+                f'#matrix tbody tr[data-target="{name}"] td.result')
         wait_for("a first round shows the buggy server failing",
                  lambda: result_of("switchable") == "fail", 4 * interval + 10)
         check(result_of("steady") == "pass", f"steady: {result_of('steady')}")
@@ -175,13 +179,19 @@ def live(url, mode_file, targets_file, new_line, interval, shot):
         check(driver.execute_script("return window.sameLoad === true"), "the page was reloaded")
         wait_for("the server added to the targets file appears", lambda: result_of("latecomer") == "pass",
                  2 * interval + 8)
-        marks = driver.find_elements(By.CSS_SELECTOR, 'tr[data-target="switchable"] .history .mark')
-        check(len(marks) >= 2, f"history strip: {len(marks)} marks")
-        kinds = [m.get_attribute("class") for m in marks]
+        shown = driver.execute_script("""
+            const row = document.querySelector('tr[data-target="switchable"]');
+            return {
+              kinds: Array.from(row.querySelectorAll('.history .mark'), m => m.getAttribute('class')),
+              since: row.querySelector('td.since').textContent.trim(),
+              status: document.getElementById('live').textContent.trim(),
+            };""")
+        kinds = shown["kinds"]
+        check(len(kinds) >= 2, f"history strip: {len(kinds)} marks")
         check("fail" in kinds[0] and "pass" in kinds[-1], f"history oldest first: {kinds}")
-        since = driver.find_element(By.CSS_SELECTOR, 'tr[data-target="switchable"] td.since').text
+        since = shown["since"]
         check(since.endswith("s") or since.endswith("m"), f"state for: {since!r}")
-        status = driver.find_element(By.ID, "live").text
+        status = shown["status"]
         check(status.startswith("Live: round"), f"live status {status!r}")
         errors = console_errors(driver)
         check(not errors, f"console errors: {errors}")
