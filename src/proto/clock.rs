@@ -310,9 +310,11 @@ impl TimeOfDaySource for ReplyClock<'_> {
         }
         let now = self.clock.now();
         let time = self.clock.time_of_day_at(now);
-        let left = u64::try_from(1_000_000_000 - now.subsec_nanosecond())
+        // What is left of the second read (none before 1970, where subsec is negative).
+        let left = u64::try_from(now.subsec_nanosecond())
             .ok()
-            .filter(|_| now.subsec_nanosecond() >= 0 && self.clock.clock.steady());
+            .filter(|_| self.clock.clock.steady())
+            .map(|into| 1_000_000_000 - into);
         self.kept
             .set(left.map(|left| (time, mono + Duration::from_nanos(left))));
         time

@@ -989,12 +989,12 @@ mod tests {
         /// Performs what the connection asks until it waits or closes.
         fn run(&mut self) {
             let (shared, now) = (&self.shared, self.now);
+            let reset = io::Error::from(io::ErrorKind::ConnectionReset);
             for step in 0.. {
                 assert!(
                     step < 100_000,
                     "the connection asks for the same thing forever"
                 );
-                let reset = io::Error::from(io::ErrorKind::ConnectionReset);
                 match self.conn.poll(shared, now, &shared.clock) {
                     Action::Write(_) | Action::Read(_) if self.reset => {
                         self.conn.failed(&reset, shared, now)

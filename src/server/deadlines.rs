@@ -130,7 +130,6 @@ pub(super) const COUNT_EVERY: Duration = Duration::from_secs(1);
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 const COUNT_SPAN: Span = Span::fixed(COUNT_EVERY);
-const DRAIN_SPAN: Span = Span::fixed(DRAIN_QUIET);
 
 /// A timeout rule, in the order a connection acts on those that passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,7 +260,7 @@ impl Clocks {
                 (Rule::Count, after(uncounted_since, COUNT_SPAN)),
                 (Rule::Line, after(line_started, limits.line)),
                 (Rule::Idle, last_request + limits.idle),
-                (Rule::Drain, after(quiet_since, DRAIN_SPAN)),
+                (Rule::Drain, quiet_since.map_or(Tick::NEVER, drain_end)),
             ],
             Stage::Closing { linger_until } => [
                 write,

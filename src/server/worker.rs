@@ -446,14 +446,20 @@ mod tests {
         panic!("{what} did not happen within 5 s");
     }
 
-    #[test]
-    fn a_panic_while_handling_one_connection_closes_it_and_the_loop_serves_the_others() {
+    /// A loop over one jam listener on an ephemeral loopback port, and that port's address.
+    fn a_loop() -> (Worker, std::net::SocketAddr) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared::new(ServerConfig::default(), LocalClock::system()));
-        let (closed_tx, _closed_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut worker =
-            Worker::new(0, &[(listener, Service::Jam)], shared.clone(), closed_tx).expect("loop");
+        // The receiver is dropped: these tests never shut the loop down.
+        let (closed_tx, _) = tokio::sync::mpsc::unbounded_channel();
+        let worker = Worker::new(0, &[(listener, Service::Jam)], shared, closed_tx).expect("loop");
+        (worker, addr)
+    }
+
+    #[test]
+    fn a_panic_while_handling_one_connection_closes_it_and_the_loop_serves_the_others() {
+        let (mut worker, addr) = a_loop();
         let mut hit = TcpStream::connect(addr).expect("connect");
         let mut other = TcpStream::connect(addr).expect("connect");
         eventually("both accepted", || {
@@ -488,7 +494,10 @@ mod tests {
             "its client sees the connection closed"
         );
         assert_eq!(
-            shared.metrics.total(Count::Closed(CloseReason::Internal)),
+            worker
+                .shared
+                .metrics
+                .total(Count::Closed(CloseReason::Internal)),
             1
         );
 
@@ -513,12 +522,7 @@ mod tests {
 
     #[test]
     fn stale_timer_entries_are_swept_out_and_the_armed_one_stays() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let shared = Arc::new(Shared::new(ServerConfig::default(), LocalClock::system()));
-        let (closed_tx, _closed_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut worker =
-            Worker::new(0, &[(listener, Service::Jam)], shared.clone(), closed_tx).expect("loop");
+        let (mut worker, addr) = a_loop();
         let _client = TcpStream::connect(addr).expect("connect");
         eventually("accepted", || {
             worker.accept(0, worker.shared.epoch.now_tick());
